@@ -1,0 +1,270 @@
+"""One ``Settings`` object: ``keel.toml`` in the project directory, overridden by ``KEEL_*``.
+
+Settings are read once, at the composition root (:func:`keel.open_workspace`), and passed down;
+nothing else in keel reads the environment. Precedence, highest first: keyword overrides given to
+:meth:`Settings.load`, ``KEEL_*`` environment variables (nested keys with ``__``, e.g.
+``KEEL_REGISTRY__REQUIRE_DISTINCT_APPROVER=true``), ``keel.toml``, then the defaults below.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from keel.errors import ConfigError
+
+CONFIG_FILE_NAME = "keel.toml"
+ENV_PREFIX = "KEEL_"
+
+
+def _default_actor() -> str:
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no passwd entry (containers)
+        return "unknown"
+
+
+class TrackingSettings(BaseModel):
+    """How runs record what they do."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    metric_batch_size: int = Field(1000, ge=1)
+    """Buffered metric values are written in one batch when this many are pending."""
+    metric_flush_seconds: float = Field(2.0, ge=0)
+    """...or when the oldest pending value is this old (0 writes every value at once)."""
+    capture_packages: bool = True
+    """Record the versions of every installed distribution with each run."""
+
+
+class RegistrySettings(BaseModel):
+    """Rules of the model registry."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    require_distinct_approver: bool = False
+    """Four-eyes rule: the actor approving a version must differ from the one who registered it."""
+
+
+class Settings(BaseSettings):
+    """Everything keel needs to know about where it runs.
+
+    settings = Settings.load("path/to/project")       # keel.toml + KEEL_* variables
+    settings = Settings.load(metadata_url="postgresql://db/keel")
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+
+    project_dir: Path = Field(default_factory=Path.cwd)
+    """Directory holding keel.toml; relative paths in URLs are resolved against it."""
+    metadata_url: str = "sqlite:///.keel/keel.db"
+    """Metadata database (runs, registry, audit): sqlite:///PATH or postgresql://USER@HOST/DB."""
+    artifacts_url: str = ".keel/artifacts"
+    """Artifact store root: a local path, file://PATH, or any fsspec URL (s3://bucket/prefix)."""
+    actor: str = Field(default_factory=_default_actor)
+    """Who is acting, recorded in audit entries (defaults to the login name)."""
+    tracking: TrackingSettings = Field(default_factory=TrackingSettings)
+    registry: RegistrySettings = Field(default_factory=RegistrySettings)
+
+    @field_validator("project_dir")
+    @classmethod
+    def _absolute_project_dir(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @field_validator("metadata_url")
+    @classmethod
+    def _known_database(cls, value: str) -> str:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            url = make_url(value)
+        except ArgumentError:
+            raise ValueError(
+                f"'{value}' is not a database URL; use sqlite:///PATH or postgresql://HOST/DB"
+            ) from None
+        if url.get_backend_name() not in {"sqlite", "postgresql"}:
+            raise ValueError(
+                f"unsupported database '{url.get_backend_name()}'; use sqlite:///PATH "
+                "or postgresql://HOST/DB"
+            )
+        return value
+
+    @field_validator("artifacts_url")
+    @classmethod
+    def _known_filesystem(cls, value: str) -> str:
+        import fsspec
+        from fsspec.core import split_protocol
+
+        if not value.strip():
+            raise ValueError("must not be empty")
+        protocol, _ = split_protocol(value)
+        if protocol is None:
+            return value
+        try:
+            fsspec.get_filesystem_class(protocol)
+        except ValueError:
+            raise ValueError(f"unknown storage protocol '{protocol}://'") from None
+        except ImportError as exc:
+            raise ValueError(f"storage protocol '{protocol}://' needs a package: {exc}") from None
+        return value
+
+    @classmethod
+    def load(cls, project_dir: str | Path | None = None, **overrides: Any) -> Settings:
+        """Read ``keel.toml`` from ``project_dir`` (default: the current directory), apply
+        ``KEEL_*`` variables and ``overrides``; any problem is one :class:`ConfigError`."""
+        directory = Path(project_dir) if project_dir is not None else Path.cwd()
+        if "KEEL_PROJECT_DIR" in os.environ and project_dir is None:
+            directory = Path(os.environ["KEEL_PROJECT_DIR"])
+        config_path = directory / CONFIG_FILE_NAME
+        file_values = _read_config_file(config_path)
+        file_values.pop("project_dir", None)  # the file's location is the project directory
+
+        class _FromProject(cls):  # type: ignore[valid-type,misc]
+            @classmethod
+            def settings_customise_sources(
+                cls,
+                settings_cls: type[BaseSettings],
+                init_settings: PydanticBaseSettingsSource,
+                env_settings: PydanticBaseSettingsSource,
+                dotenv_settings: PydanticBaseSettingsSource,
+                file_secret_settings: PydanticBaseSettingsSource,
+            ) -> tuple[PydanticBaseSettingsSource, ...]:
+                return (init_settings, env_settings, _DictSource(settings_cls, file_values))
+
+        try:
+            loaded: Settings = _FromProject(project_dir=directory, **overrides)
+        except ValidationError as exc:
+            raise _config_error(exc, config_path, file_values) from None
+        return cls.model_construct(**{name: getattr(loaded, name) for name in cls.model_fields})
+
+    # -- resolved locations ------------------------------------------------------------------
+
+    @property
+    def config_path(self) -> Path:
+        return self.project_dir / CONFIG_FILE_NAME
+
+    def resolved_metadata_url(self) -> str:
+        """The metadata URL with a relative SQLite path made absolute against project_dir."""
+        from sqlalchemy.engine import make_url
+
+        url = make_url(self.metadata_url)
+        if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+            path = Path(url.database).expanduser()
+            if not path.is_absolute():
+                path = self.project_dir / path
+            url = url.set(database=str(path))
+        return url.render_as_string(hide_password=False)
+
+    def resolved_artifacts_url(self) -> str:
+        """The artifact root with a relative local path made absolute against project_dir."""
+        from fsspec.core import split_protocol
+
+        protocol, path = split_protocol(self.artifacts_url)
+        if protocol not in (None, "file", "local"):
+            return self.artifacts_url
+        local = Path(path).expanduser()
+        if not local.is_absolute():
+            local = self.project_dir / local
+        return str(local)
+
+
+class _DictSource(PydanticBaseSettingsSource):
+    """Values already parsed from keel.toml, at the lowest precedence."""
+
+    def __init__(self, settings_cls: type[BaseSettings], values: dict[str, Any]) -> None:
+        super().__init__(settings_cls)
+        self._values = values
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._values.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self._values)
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(
+            f"is not valid TOML ({exc}); fix it or re-create it with `keel init --force`",
+            source=str(path),
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot be read ({exc.strerror})", source=str(path)) from None
+
+
+def _config_error(exc: ValidationError, path: Path, file_values: dict[str, Any]) -> ConfigError:
+    """The first validation problem as one line naming the key and where it came from."""
+    error = exc.errors()[0]
+    key = ".".join(str(part) for part in error["loc"])
+    top = str(error["loc"][0]) if error["loc"] else ""
+    env_name = ENV_PREFIX + key.upper().replace(".", "__")
+    if error["type"] == "extra_forbidden":
+        message = "is not a keel setting (check the spelling; `keel init` writes every key)"
+    else:
+        message = str(error["msg"]).removeprefix("Value error, ")
+    if env_name in os.environ or (top and ENV_PREFIX + top.upper() in os.environ):
+        source = f"environment variable {env_name}"
+    elif top in file_values:
+        source = str(path)
+    else:
+        source = None
+    more = len(exc.errors()) - 1
+    if more:
+        message += f" (and {more} more problem{'s' if more > 1 else ''})"
+    return ConfigError(message, key=key, source=source)
+
+
+CONFIG_TEMPLATE = """\
+# keel project configuration. Every key is optional; the values shown are the defaults.
+# Any key can be overridden by an environment variable: KEEL_<KEY>, nested keys joined
+# with a double underscore (KEEL_REGISTRY__REQUIRE_DISTINCT_APPROVER=true).
+
+# Metadata database: runs, metrics, the model registry and its audit log.
+#   sqlite:///.keel/keel.db              embedded default, relative to this directory
+#   postgresql://user@host:5432/keel     a shared server (pip install 'keel-ml[postgres]')
+metadata_url = "sqlite:///.keel/keel.db"
+
+# Artifact store root (models, files logged by runs), content-addressed by sha256.
+#   .keel/artifacts                      a local directory, relative to this directory
+#   s3://bucket/prefix, gs://bucket/...  any fsspec URL (install the matching fsspec package)
+artifacts_url = ".keel/artifacts"
+
+# Who is acting, written into audit entries. Defaults to your login name.
+# actor = "jane"
+
+[tracking]
+# Metric values are buffered and written in batches: when this many are pending...
+metric_batch_size = 1000
+# ...or when the oldest pending value is this many seconds old.
+metric_flush_seconds = 2.0
+# Record the version of every installed package with each run.
+capture_packages = true
+
+[registry]
+# Four-eyes rule: the person approving a model version must not be the one who registered it.
+require_distinct_approver = false
+"""
+
+
+def write_config_template(project_dir: Path, *, force: bool = False) -> Path:
+    """Write a commented keel.toml into ``project_dir``; refuses to overwrite unless ``force``."""
+    path = project_dir / CONFIG_FILE_NAME
+    if path.exists() and not force:
+        raise ConfigError("already exists; pass --force to overwrite it", source=str(path))
+    project_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(CONFIG_TEMPLATE, encoding="utf-8")
+    return path

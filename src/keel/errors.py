@@ -1,0 +1,228 @@
+"""Every user-facing failure in keel is a :class:`KeelError`.
+
+Each subclass builds its message from its arguments, so the message always says what was wrong
+and what to do. Third-party exceptions (SQLAlchemy, fsspec, pickle, ...) are translated into one
+of these at the edge of the component that called the library. Core errors know nothing of HTTP
+or of the CLI: adapters map them to status codes and exit codes.
+
+    KeelError
+    ├── ConfigError                    a bad keel.toml, unknown key, bad URL or bad value
+    ├── MetadataStoreError
+    │   ├── MetadataStoreUnavailable   the metadata database cannot be reached
+    │   └── MigrationError             the schema cannot be brought up to date
+    ├── ArtifactError
+    │   ├── ArtifactNotFound           no artifact with that digest in the store
+    │   └── ArtifactCorrupted          stored bytes do not match their recorded sha256
+    ├── NotFoundError                  base of every "no such thing" lookup
+    │   ├── ExperimentNotFound
+    │   ├── RunNotFound
+    │   ├── ModelNotFound
+    │   ├── ModelVersionNotFound
+    │   └── AliasNotFound
+    ├── TrackingError
+    │   └── RunNotActive               logging to a run that already ended
+    ├── RegistryError
+    │   ├── InvalidModelURI            not models:/name/3 or models:/name@alias
+    │   ├── InvalidTransition          a lifecycle move the state machine forbids
+    │   ├── ApprovalPolicyViolation    e.g. the approver is the registrant under four-eyes
+    │   └── AliasConflict              the alias moved under you (compare-and-set failed)
+    └── FlavorError
+        ├── UnsupportedModel           no flavor knows how to save this object
+        ├── FlavorUnavailable          the flavor's library is not installed
+        └── ModelLoadError             the artifact verified but could not be deserialised
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class KeelError(Exception):
+    """Root of every error keel raises on purpose."""
+
+
+# -- configuration ---------------------------------------------------------------------------------
+
+
+class ConfigError(KeelError):
+    """The configuration (keel.toml or a KEEL_* variable) is unusable."""
+
+    def __init__(self, message: str, *, key: str | None = None, source: str | None = None) -> None:
+        self.key = key
+        self.source = source
+        where = f" in {source}" if source else ""
+        prefix = f"config key '{key}'{where}: " if key else (f"{source}: " if source else "")
+        super().__init__(f"{prefix}{message}")
+
+
+# -- metadata store --------------------------------------------------------------------------------
+
+
+class MetadataStoreError(KeelError):
+    """The metadata database failed in a way the caller cannot fix by changing input."""
+
+
+class MetadataStoreUnavailable(MetadataStoreError):
+    def __init__(self, url: str, reason: str) -> None:
+        self.url = url
+        super().__init__(
+            f"cannot connect to the metadata database {url}: {reason} "
+            "(check that the server is running and that metadata_url in keel.toml is right)"
+        )
+
+
+class MigrationError(MetadataStoreError):
+    def __init__(self, url: str, reason: str) -> None:
+        self.url = url
+        super().__init__(f"cannot migrate the metadata database {url}: {reason}")
+
+
+# -- artifacts -------------------------------------------------------------------------------------
+
+
+class ArtifactError(KeelError):
+    """Base of artifact store failures."""
+
+
+class ArtifactNotFound(ArtifactError):
+    def __init__(self, digest: str, location: str) -> None:
+        self.digest = digest
+        super().__init__(
+            f"artifact sha256:{digest} is missing from {location} "
+            "(was the artifact store moved or pruned? check artifacts_url in keel.toml)"
+        )
+
+
+class ArtifactCorrupted(ArtifactError):
+    def __init__(self, digest: str, location: str, detail: str) -> None:
+        self.digest = digest
+        super().__init__(
+            f"artifact sha256:{digest} at {location} failed its integrity check ({detail}); "
+            "it was modified or truncated after it was written and will not be loaded"
+        )
+
+
+# -- lookups ---------------------------------------------------------------------------------------
+
+
+class NotFoundError(KeelError):
+    """Base of every lookup that found nothing."""
+
+
+class ExperimentNotFound(NotFoundError):
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"no experiment named '{name}' (list them with `keel runs list`)")
+
+
+class RunNotFound(NotFoundError):
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        super().__init__(f"no run with id '{run_id}' (list runs with `keel runs list`)")
+
+
+class ModelNotFound(NotFoundError):
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"no registered model named '{name}' (see `keel models list`)")
+
+
+class ModelVersionNotFound(NotFoundError):
+    def __init__(self, name: str, version: int) -> None:
+        self.name = name
+        self.version = version
+        super().__init__(f"model '{name}' has no version {version} (see `keel models show {name}`)")
+
+
+class AliasNotFound(NotFoundError):
+    def __init__(self, name: str, alias: str) -> None:
+        self.name = name
+        self.alias = alias
+        super().__init__(
+            f"model '{name}' has no alias '{alias}' "
+            f"(set one with `keel models alias {name} {alias} VERSION`)"
+        )
+
+
+# -- tracking --------------------------------------------------------------------------------------
+
+
+class TrackingError(KeelError):
+    """Base of experiment-tracking failures."""
+
+
+class RunNotActive(TrackingError):
+    def __init__(self, run_id: str, status: str) -> None:
+        self.run_id = run_id
+        super().__init__(f"run '{run_id}' is {status}; start a new run to log more")
+
+
+# -- registry --------------------------------------------------------------------------------------
+
+
+class RegistryError(KeelError):
+    """Base of model-registry failures."""
+
+
+class InvalidModelURI(RegistryError):
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+        super().__init__(
+            f"'{uri}' is not a model URI; use models:/NAME/VERSION or models:/NAME@ALIAS"
+        )
+
+
+class InvalidTransition(RegistryError):
+    def __init__(self, name: str, version: int, current: str, target: str, allowed: Iterable[str]):
+        self.current = current
+        self.target = target
+        allowed_list = ", ".join(sorted(allowed)) or "nothing"
+        super().__init__(
+            f"model '{name}' version {version} is {current} and cannot move to {target} "
+            f"(from {current} it can move to: {allowed_list})"
+        )
+
+
+class ApprovalPolicyViolation(RegistryError):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+
+
+class AliasConflict(RegistryError):
+    def __init__(self, name: str, alias: str, expected: int | None, actual: int | None) -> None:
+        self.expected = expected
+        self.actual = actual
+        exp = "unset" if expected is None else f"version {expected}"
+        act = "unset" if actual is None else f"version {actual}"
+        super().__init__(
+            f"alias '{alias}' of model '{name}' was expected at {exp} but is at {act}: "
+            "someone else moved it; re-read and retry"
+        )
+
+
+# -- flavors ---------------------------------------------------------------------------------------
+
+
+class FlavorError(KeelError):
+    """Base of save/load/predict adapter failures."""
+
+
+class UnsupportedModel(FlavorError):
+    def __init__(self, type_name: str, known: Iterable[str]) -> None:
+        super().__init__(
+            f"no flavor can save a {type_name}; known flavors: {', '.join(sorted(known))} "
+            "(wrap it in a class with a predict(frame) method to use the pyfunc flavor)"
+        )
+
+
+class FlavorUnavailable(FlavorError):
+    def __init__(self, flavor: str, package: str, extra: str) -> None:
+        super().__init__(
+            f"the {flavor} flavor needs the '{package}' package, which is not installed "
+            f"(pip install 'keel-ml[{extra}]')"
+        )
+
+
+class ModelLoadError(FlavorError):
+    def __init__(self, flavor: str, reason: str) -> None:
+        super().__init__(f"could not load the {flavor} model: {reason}")

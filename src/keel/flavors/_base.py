@@ -1,0 +1,143 @@
+"""The flavor contract: how keel saves, loads and calls one family of models."""
+
+from __future__ import annotations
+
+import warnings
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from keel.errors import ModelLoadError
+
+
+class KeelVersionWarning(UserWarning):
+    """A model is loaded under library versions other than the ones it was saved with."""
+
+
+class Flavor(ABC):
+    """Save / load / predict adapter for one family of models.
+
+    A flavor turns a fitted model into bytes (one artifact file, content-addressed by the
+    artifact store) and back, and calls it on a pandas DataFrame. Adding a flavor means adding
+    one module that subclasses this and one line in ``keel.flavors._FLAVORS``.
+
+        flavor = SklearnFlavor()
+        data = flavor.serialize(model)          # bytes -> artifact store
+        model = flavor.deserialize(data)        # only ever called on verified bytes
+        flavor.predict(model, frame)
+    """
+
+    #: short name recorded with every model version ("sklearn", "lightgbm", ...)
+    name: ClassVar[str]
+    #: distributions whose installed versions are pinned in the model's requirements,
+    #: the first one being the library the flavor is about
+    packages: ClassVar[tuple[str, ...]]
+
+    @abstractmethod
+    def handles(self, model: object) -> bool:
+        """True when this flavor can save ``model``. Called in priority order by ``flavor_for``."""
+
+    @abstractmethod
+    def serialize(self, model: Any) -> bytes:
+        """Return the model as bytes. Must not mutate the model."""
+
+    @abstractmethod
+    def deserialize(self, data: bytes) -> Any:
+        """Rebuild a model from bytes written by ``serialize``.
+
+        Called only after the artifact store verified the bytes against their sha256, so a
+        tampered file never reaches a deserialiser that can execute code.
+        """
+
+    @abstractmethod
+    def predict(self, model: Any, frame: pd.DataFrame) -> np.ndarray[Any, Any]:
+        """Predictions for every row of ``frame`` (one value per row, or one row per row)."""
+
+    def predict_proba(self, model: Any, frame: pd.DataFrame) -> np.ndarray[Any, Any] | None:
+        """Class probabilities (rows x classes) for classifiers, ``None`` for other models."""
+        return None
+
+    def classes(self, model: Any) -> list[Any] | None:
+        """Class labels in ``predict_proba`` column order for classifiers, else ``None``."""
+        return None
+
+    def library_versions(self) -> dict[str, str]:
+        """Installed versions of :attr:`packages` (those that are installed)."""
+        versions: dict[str, str] = {}
+        for package in self.packages:
+            try:
+                versions[package] = metadata.version(package)
+            except metadata.PackageNotFoundError:
+                continue
+        return versions
+
+
+def load_failure(flavor: str, exc: BaseException) -> ModelLoadError:
+    """Translate a library or unpickling exception into :class:`ModelLoadError`.
+
+    Keeps the exception type and the first line of its message: native libraries (xgboost,
+    lightgbm) append C++ stack traces that say nothing to the person loading the model.
+    """
+    first_line = str(exc).strip().partition("\n")[0]
+    reason = f"{type(exc).__name__}: {first_line}" if first_line else type(exc).__name__
+    return ModelLoadError(flavor, reason)
+
+
+@dataclass(frozen=True)
+class SavedModel:
+    """A serialised model and what is needed to load it again."""
+
+    flavor: str
+    data: bytes
+    library_versions: dict[str, str]
+
+    @property
+    def requirements(self) -> list[str]:
+        """Pinned requirement lines (``package==version``), ready for requirements.txt."""
+        return [f"{package}=={version}" for package, version in self.library_versions.items()]
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to predict, whatever its flavor."""
+
+    flavor: Flavor
+    model: Any
+    library_versions: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def flavor_name(self) -> str:
+        return self.flavor.name
+
+    @property
+    def is_classifier(self) -> bool:
+        return self.classes is not None
+
+    @property
+    def classes(self) -> list[Any] | None:
+        return self.flavor.classes(self.model)
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray[Any, Any]:
+        return self.flavor.predict(self.model, frame)
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray[Any, Any] | None:
+        return self.flavor.predict_proba(self.model, frame)
+
+
+def warn_on_version_drift(flavor: Flavor, recorded: dict[str, str]) -> None:
+    """Warn (KeelVersionWarning) for each package whose installed version differs from
+    the version the model was saved with, naming both versions."""
+    installed = flavor.library_versions()
+    for package, saved_with in recorded.items():
+        now = installed.get(package)
+        if now is not None and now != saved_with:
+            warnings.warn(
+                f"{flavor.name} model was saved with {package}=={saved_with} "
+                f"but {package}=={now} is installed; predictions may differ",
+                KeelVersionWarning,
+                stacklevel=3,
+            )

@@ -1,0 +1,75 @@
+"""The scikit-learn flavor: any fitted estimator with ``predict``, pipelines included.
+
+Artifact format: a pickle (protocol 5) of the estimator, one of the two ways scikit-learn
+documents for persisting models (joblib's file format gains nothing for bytes kept in memory).
+Pickles are tied to the scikit-learn version they were written with, which is why the flavor
+pins scikit-learn and the libraries its estimators are built on (numpy, scipy, joblib), and why
+loading warns on version drift.
+"""
+
+from __future__ import annotations
+
+import pickle
+import sys
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from keel.flavors._base import Flavor, load_failure
+
+
+class SklearnFlavor(Flavor):
+    """Saves scikit-learn estimators, including ``Pipeline`` and ``ColumnTransformer`` chains.
+
+    Any fitted ``BaseEstimator`` with a ``predict`` method qualifies:
+
+        flavor = SklearnFlavor()
+        model = flavor.deserialize(flavor.serialize(pipeline))
+        flavor.predict_proba(model, frame)   # None when the last step has no predict_proba
+    """
+
+    name: ClassVar[str] = "sklearn"
+    packages: ClassVar[tuple[str, ...]] = ("scikit-learn", "numpy", "scipy", "joblib")
+
+    def handles(self, model: object) -> bool:
+        # An estimator can only exist once sklearn is imported: checking sys.modules first keeps
+        # flavor_for from importing scikit-learn for models of other libraries.
+        if "sklearn" not in sys.modules:
+            return False
+        from sklearn.base import BaseEstimator
+
+        # A transformer on its own (no predict) cannot serve predictions.
+        return isinstance(model, BaseEstimator) and callable(getattr(model, "predict", None))
+
+    def serialize(self, model: Any) -> bytes:
+        return pickle.dumps(model, protocol=5)
+
+    def deserialize(self, data: bytes) -> Any:
+        try:
+            return pickle.loads(data)
+        except Exception as exc:
+            raise load_failure(self.name, exc) from exc
+
+    def predict(self, model: Any, frame: pd.DataFrame) -> np.ndarray[Any, Any]:
+        return np.asarray(model.predict(frame))
+
+    def predict_proba(self, model: Any, frame: pd.DataFrame) -> np.ndarray[Any, Any] | None:
+        # Pipelines expose predict_proba only when their last step has it (available_if), so
+        # a plain attribute check covers both estimators and pipelines.
+        predict_proba = getattr(model, "predict_proba", None)
+        if not callable(predict_proba):
+            return None
+        return np.asarray(predict_proba(frame))
+
+    def classes(self, model: Any) -> list[Any] | None:
+        from sklearn.base import is_classifier
+
+        if not is_classifier(model):
+            return None
+        labels = getattr(model, "classes_", None)
+        if labels is None:
+            return None
+        # tolist() turns numpy scalars (np.int64, np.str_) into plain Python values.
+        classes: list[Any] = np.asarray(labels).tolist()
+        return classes
