@@ -120,15 +120,22 @@ class MetadataStore:
         safe when several processes do it at once (they serialise on a lock)."""
         target = self.head_revision() if revision == "head" else revision
         try:
-            if self.current_revision() == target:
+            current = self.current_revision()
+            if current == target:
                 return
+            if current is not None and current not in _known_revisions():
+                raise MigrationError(
+                    self.display_url,
+                    f"its schema is at revision {current}, which this version of keel does not "
+                    "know; it was written by a newer keel, so upgrade keel-ml",
+                )
             with (
                 self._translated(),
                 self._engine.execution_options(keel_write=True).connect() as connection,
             ):
                 command.upgrade(_alembic_config(connection), revision)
                 connection.commit()
-        except MetadataStoreUnavailable:
+        except (MetadataStoreUnavailable, MigrationError):
             raise
         except MetadataStoreError as error:
             raise MigrationError(self.display_url, str(error)) from error
@@ -137,6 +144,10 @@ class MetadataStore:
 
     def close(self) -> None:
         self._engine.dispose()
+
+
+def _known_revisions() -> set[str]:
+    return {script.revision for script in ScriptDirectory(_MIGRATIONS).walk_revisions()}
 
 
 def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
