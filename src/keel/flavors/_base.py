@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -69,11 +70,20 @@ class Flavor(ABC):
         """Installed versions of :attr:`packages` (those that are installed)."""
         versions: dict[str, str] = {}
         for package in self.packages:
-            try:
-                versions[package] = metadata.version(package)
-            except metadata.PackageNotFoundError:
-                continue
+            version = installed_version(package)
+            if version is not None:
+                versions[package] = version
         return versions
+
+
+@functools.cache
+def installed_version(package: str) -> str | None:
+    """The installed version of a distribution, or None. Cached for the process: looking it up
+    scans every installed distribution (milliseconds), and model loads check it every time."""
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
 
 
 def load_failure(flavor: str, exc: BaseException) -> ModelLoadError:

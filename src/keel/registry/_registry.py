@@ -247,7 +247,7 @@ class Registry:
                 .where(t.model_versions.c.name == name)
                 .order_by(t.model_versions.c.version)
             ).all()
-            aliases = _aliases_by_model(connection).get(name, {})
+            aliases = _aliases_by_model(connection, name).get(name, {})
         return [_version(row, aliases) for row in rows]
 
     def get_version(self, name: str, version: int) -> ModelVersion:
@@ -263,7 +263,7 @@ class Registry:
         if row is None:
             self._require_model(connection, name)
             raise ModelVersionNotFound(name, version)
-        return _version(row, _aliases_by_model(connection).get(name, {}))
+        return _version(row, _aliases_by_model(connection, name).get(name, {}))
 
     def resolve(self, uri: str | ModelRef) -> ModelVersion:
         """The version a URI points at now: ``models:/name/3`` or ``models:/name@champion``."""
@@ -518,13 +518,14 @@ def _versions_query() -> sa.Select[Any]:
     )
 
 
-def _aliases_by_model(connection: Connection) -> dict[str, dict[str, int]]:
+def _aliases_by_model(connection: Connection, name: str | None = None) -> dict[str, dict[str, int]]:
+    query = sa.select(
+        t.model_aliases.c.name, t.model_aliases.c.alias, t.model_aliases.c.version
+    ).order_by(t.model_aliases.c.alias)
+    if name is not None:
+        query = query.where(t.model_aliases.c.name == name)
     aliases: dict[str, dict[str, int]] = {}
-    for row in connection.execute(
-        sa.select(
-            t.model_aliases.c.name, t.model_aliases.c.alias, t.model_aliases.c.version
-        ).order_by(t.model_aliases.c.alias)
-    ):
+    for row in connection.execute(query):
         aliases.setdefault(row.name, {})[row.alias] = row.version
     return aliases
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -111,9 +112,7 @@ class MetadataStore:
 
     @staticmethod
     def head_revision() -> str:
-        head = ScriptDirectory(_MIGRATIONS).get_current_head()
-        assert head is not None, "keel ships at least one migration"
-        return head
+        return _head_revision()
 
     def migrate(self, revision: str = "head") -> None:
         """Upgrade the schema to ``revision`` (default: the newest). Cheap when already there;
@@ -146,8 +145,18 @@ class MetadataStore:
         self._engine.dispose()
 
 
-def _known_revisions() -> set[str]:
-    return {script.revision for script in ScriptDirectory(_MIGRATIONS).walk_revisions()}
+# The migration scripts ship with the package and cannot change while it runs; parsing them
+# once per process keeps opening a workspace (which checks the schema revision) cheap.
+@functools.cache
+def _head_revision() -> str:
+    head = ScriptDirectory(_MIGRATIONS).get_current_head()
+    assert head is not None, "keel ships at least one migration"
+    return head
+
+
+@functools.cache
+def _known_revisions() -> frozenset[str]:
+    return frozenset(script.revision for script in ScriptDirectory(_MIGRATIONS).walk_revisions())
 
 
 def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
