@@ -18,10 +18,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _common import fmt, machine, median_seconds, project
 from sklearn.datasets import load_breast_cancer
 from sklearn.ensemble import RandomForestClassifier
 
+from _common import fmt, machine, median_seconds, project
 from keel import Settings, Workspace
 from keel.config import TrackingSettings
 
@@ -54,9 +54,7 @@ def bench(backend: str, repeat: int) -> None:
         with Workspace(settings) as workspace:
             with workspace.start_run(experiment="bench") as run:
                 logged = run.log_model(model, input_example=frame)
-            register = median_seconds(
-                lambda: workspace.registry.register(MODEL, logged), repeat
-            )
+            register = median_seconds(lambda: workspace.registry.register(MODEL, logged), repeat)
             workspace.registry.set_alias(MODEL, "champion", 1)
             resolve = median_seconds(
                 lambda: workspace.registry.resolve(f"models:/{MODEL}@champion"), repeat * 5

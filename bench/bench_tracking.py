@@ -13,7 +13,6 @@ import argparse
 import time
 
 from _common import fmt, machine, project
-
 from keel import Settings, Workspace
 from keel.config import TrackingSettings
 

@@ -121,9 +121,7 @@ class Settings(BaseSettings):
     def load(cls, project_dir: str | Path | None = None, **overrides: Any) -> Settings:
         """Read ``keel.toml`` from ``project_dir`` (default: the current directory), apply
         ``KEEL_*`` variables and ``overrides``; any problem is one :class:`ConfigError`."""
-        directory = Path(project_dir) if project_dir is not None else Path.cwd()
-        if "KEEL_PROJECT_DIR" in os.environ and project_dir is None:
-            directory = Path(os.environ["KEEL_PROJECT_DIR"])
+        directory = project_directory(project_dir)
         config_path = directory / CONFIG_FILE_NAME
         file_values = _read_config_file(config_path)
         file_values.pop("project_dir", None)  # the file's location is the project directory
@@ -175,6 +173,14 @@ class Settings(BaseSettings):
         if not local.is_absolute():
             local = self.project_dir / local
         return str(local)
+
+
+def project_directory(project_dir: str | Path | None = None) -> Path:
+    """The project directory: ``project_dir`` if given, else ``KEEL_PROJECT_DIR``, else the
+    current directory."""
+    if project_dir is not None:
+        return Path(project_dir)
+    return Path(os.environ.get("KEEL_PROJECT_DIR") or Path.cwd())
 
 
 class _DictSource(PydanticBaseSettingsSource):

@@ -197,3 +197,22 @@ def test_an_added_optional_column_is_a_compatible_change(
     version = registry.register("iris", Imputing(model), input_example=wider)
     assert version.signature.inputs.field("extra").nullable
     assert version.semver == "1.1.0"
+
+
+def test_a_run_without_that_model_names_the_models_it_has(
+    workspace: Workspace, iris: tuple[pd.DataFrame, pd.Series], iris_model: LogisticRegression
+) -> None:
+    with workspace.start_run() as run:
+        run.log_model(iris_model, input_example=iris[0], name="clf")
+    with pytest.raises(RegistryError, match=f"run {run.id} has no model named 'model'.*clf"):
+        workspace.registry.register("iris", f"runs:/{run.id}/model")
+
+
+def test_the_audit_log_of_an_unknown_model_or_version_is_an_error(
+    workspace: Workspace, iris: tuple[pd.DataFrame, pd.Series], iris_model: LogisticRegression
+) -> None:
+    with pytest.raises(ModelNotFound):
+        workspace.registry.audit_log("ghost")
+    workspace.registry.register("iris", iris_model, input_example=iris[0])
+    with pytest.raises(ModelVersionNotFound):
+        workspace.registry.audit_log("iris", 5)

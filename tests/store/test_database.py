@@ -101,3 +101,9 @@ def test_the_display_url_hides_the_password() -> None:
     store = MetadataStore("postgresql://keel:s3cret@db.example:5432/keel")
     assert "s3cret" not in store.display_url
     store.close()
+
+
+def test_errors_show_the_url_as_the_user_wrote_it() -> None:
+    store = MetadataStore("postgresql://postgres@127.0.0.1:1/keel")
+    assert store.display_url == "postgresql://postgres@127.0.0.1:1/keel"
+    store.close()

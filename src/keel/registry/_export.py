@@ -18,8 +18,18 @@ def write_export(
     version: ModelVersion, data: bytes, card: str, directory: Path, *, force: bool = False
 ) -> Path:
     """Write artifact, requirements.txt, signature.json, keel-model.json and MODEL_CARD.md."""
+    if directory.exists() and not directory.is_dir():
+        raise KeelError(f"{directory} is a file; export into a directory")
     if directory.exists() and any(directory.iterdir()) and not force:
         raise KeelError(f"{directory} exists and is not empty; pass --force to overwrite it")
+    try:
+        _write_files(version, data, card, directory)
+    except OSError as error:
+        raise KeelError(f"cannot export to {directory}: {error.strerror or error}") from error
+    return directory
+
+
+def _write_files(version: ModelVersion, data: bytes, card: str, directory: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     (directory / MODEL_FILE).write_bytes(data)
     (directory / "requirements.txt").write_text("\n".join(version.requirements) + "\n")
@@ -46,7 +56,6 @@ def write_export(
     }
     (directory / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
     (directory / "MODEL_CARD.md").write_text(card)
-    return directory
 
 
 def load_export(directory: str | Path) -> LoadedModel:

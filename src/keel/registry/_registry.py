@@ -181,7 +181,7 @@ class Registry:
                 .where(t.run_artifacts.c.run_id == run_id, t.run_artifacts.c.name == artifact_name)
             ).first()
         if row is None:
-            raise RunNotFound(f"{run_id} (with a model named '{artifact_name}')")
+            raise self._missing_run_model(run_id, artifact_name)
         if row.kind != "model":
             raise RegistryError(f"'{uri}' is a file, not a model logged with run.log_model")
         details = row.details or {}
@@ -193,6 +193,20 @@ class Registry:
             library_versions=details["library_versions"],
             signature=Signature.from_dict(details["signature"]),
         )
+
+    def _missing_run_model(self, run_id: str, artifact_name: str) -> KeelError:
+        with self._store.read() as connection:
+            if connection.execute(sa.select(t.runs.c.id).where(t.runs.c.id == run_id)).first():
+                models = connection.execute(
+                    sa.select(t.run_artifacts.c.name).where(
+                        t.run_artifacts.c.run_id == run_id, t.run_artifacts.c.kind == "model"
+                    )
+                ).scalars()
+                logged = ", ".join(sorted(models)) or "none"
+                return RegistryError(
+                    f"run {run_id} has no model named '{artifact_name}' (its models: {logged})"
+                )
+        return RunNotFound(run_id)
 
     def _run_lineage(self, run_id: str) -> tuple[dict[str, float], dict[str, str], dict[str, str]]:
         with self._store.read() as connection:
@@ -485,6 +499,10 @@ class Registry:
         if limit is not None:
             query = query.limit(limit)
         with self._store.read() as connection:
+            if name is not None:
+                self._require_model(connection, name)
+            if version is not None and name is not None:
+                self._get_version(connection, name, version)
             return [AuditEntry(**row._asdict()) for row in connection.execute(query)]
 
 

@@ -53,7 +53,7 @@ class MetadataStore:
 
     def __init__(self, url: str) -> None:
         self._url = _engine_url(url)
-        self.display_url = self._url.render_as_string(hide_password=True)
+        self.display_url = make_url(url).render_as_string(hide_password=True)
         self.dialect = self._url.get_backend_name()
         self._engine = self._create_engine()
 

@@ -46,16 +46,18 @@ def _git(directory: Path, *args: str) -> bytes | None:
 
 def code_version(directory: Path) -> CodeVersion:
     """Commit and dirty-diff hash of the git tree holding ``directory`` (None outside git)."""
+    top = _git(directory, "rev-parse", "--show-toplevel")
     head = _git(directory, "rev-parse", "HEAD")
-    if head is None:
+    if top is None or head is None:
         return CodeVersion(commit=None, dirty_hash=None)
-    diff = _git(directory, "diff", "HEAD", "--binary") or b""
-    untracked = _git(directory, "ls-files", "--others", "--exclude-standard", "-z") or b""
+    # Everything from the top of the tree: paths come back relative to it, and a change
+    # anywhere in the repository counts, not only under ``directory``.
+    root = Path(top.decode().strip())
+    diff = _git(root, "diff", "HEAD", "--binary") or b""
+    untracked = _git(root, "ls-files", "--others", "--exclude-standard", "-z") or b""
     if not diff and not untracked:
         return CodeVersion(commit=head.decode().strip(), dirty_hash=None)
     digest = hashlib.sha256(diff)
-    top = _git(directory, "rev-parse", "--show-toplevel")
-    root = Path(top.decode().strip()) if top else directory
     for name in sorted(filter(None, untracked.split(b"\0"))):
         digest.update(b"\0untracked\0" + name + b"\0")
         try:

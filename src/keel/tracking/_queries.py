@@ -18,6 +18,9 @@ from keel.store import MetadataStore
 from keel.store import _tables as t
 from keel.tracking._run import RUNNING
 
+#: computed when a run is read: recorded as running, but its process on this host is gone
+LOST = "lost"
+
 _COMPARATORS: dict[str, Callable[[Any, Any], Any]] = {
     ">=": operator.ge,
     "<=": operator.le,
@@ -140,13 +143,18 @@ class RunQueries:
                 if experiment_id is None:
                     raise ExperimentNotFound(experiment)
                 query = query.where(t.runs.c.experiment_id == experiment_id)
+            # "lost" is decided when a run is read (its process is gone), not stored: search
+            # the stored "running" runs and keep those whose computed status matches.
+            computed = status in (RUNNING, LOST)
             if status is not None:
-                query = query.where(t.runs.c.status == status)
+                query = query.where(t.runs.c.status == (RUNNING if computed else status))
             for index, (key, value) in enumerate((tags or {}).items()):
                 tag = t.run_tags.alias(f"tag_{index}")
                 query = query.join(
                     tag,
-                    sa.and_(tag.c.run_id == t.runs.c.id, tag.c.key == key, tag.c.value == value),
+                    sa.and_(
+                        tag.c.run_id == t.runs.c.id, tag.c.key == key, tag.c.value == str(value)
+                    ),
                 )
             for index, condition in enumerate(filters):
                 metric = t.run_latest_metrics.alias(f"metric_{index}")
@@ -168,9 +176,12 @@ class RunQueries:
                 query = query.order_by(direction.nulls_last(), t.runs.c.started_at.desc())
             else:
                 query = query.order_by(t.runs.c.started_at.desc())
-            if limit is not None:
+            if limit is not None and not computed:
                 query = query.limit(limit)
-            return self._load(connection, query)
+            records = self._load(connection, query)
+        if computed:
+            records = [r for r in records if r.status == status][:limit]
+        return records
 
     def list_runs(self, experiment: str | None = None, limit: int | None = 50) -> list[RunRecord]:
         return self.search(experiment=experiment, limit=limit)
@@ -284,4 +295,4 @@ def _effective_status(status: str, hostname: str | None, pid: int | None) -> str
     (SIGKILL, power loss): show it as ``lost`` rather than running forever."""
     if status != RUNNING or hostname != socket.gethostname() or pid is None:
         return status
-    return status if psutil.pid_exists(pid) else "lost"
+    return status if psutil.pid_exists(pid) else LOST

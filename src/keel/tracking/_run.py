@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import socket
+import threading
 import time
 import traceback
 import uuid
@@ -21,12 +23,13 @@ from sqlalchemy.engine import Connection
 from keel._packaging import Signature, fingerprint, package_model
 from keel.artifacts import ArtifactRef, ArtifactStore
 from keel.config import TrackingSettings
-from keel.errors import KeelError, RunNotActive, TrackingError
+from keel.errors import KeelError, MetadataStoreUnavailable, RunNotActive, TrackingError
 from keel.store import MetadataStore, insert_ignore, now, upsert
 from keel.store import _tables as t
 from keel.tracking._capture import ResourceMeter, apply_seed, code_version, environment
 
 RUNNING, FINISHED, FAILED, KILLED = "running", "finished", "failed", "killed"
+MAX_KEY_LENGTH = 255  # the width of the key columns of run_params, run_tags and run_metrics
 
 
 @dataclass(frozen=True)
@@ -90,8 +93,15 @@ class Run:
         self._steps: dict[str, int] = {}
         self._params: dict[str, str] = {}
         self._end_callbacks: list[Callable[[], None]] = []
+        # Guards the metric buffer, shared with the thread that writes values past their age.
+        self._lock = threading.Lock()
+        self._stop_flusher = threading.Event()
+        self._flusher: threading.Thread | None = None
         self.seeds = apply_seed(seed)
         code = code_version(code_dir)
+        # gathered before the write transaction: scanning packages takes tens of milliseconds,
+        # and on SQLite the transaction holds the database's write lock
+        captured_environment = environment(settings.capture_packages)
         started = now()
         with store.write() as connection:
             experiment_id = _experiment_id(connection, experiment)
@@ -105,7 +115,7 @@ class Run:
                     started_at=started,
                     code_commit=code.commit,
                     code_dirty_hash=code.dirty_hash,
-                    environment=environment(settings.capture_packages),
+                    environment=captured_environment,
                     seeds=self.seeds,
                     hostname=socket.gethostname(),
                     pid=os.getpid(),
@@ -128,20 +138,21 @@ class Run:
     def log_params(self, params: dict[str, Any]) -> None:
         """Record hyper-parameters. A param is set once: logging another value for it fails."""
         self._check_active()
-        rows = []
+        new: dict[str, str] = {}
         for key, value in params.items():
+            _check_key("param", key)
             text = str(value)
-            previous = self._params.get(key)
+            previous = self._params.get(key, new.get(key))
             if previous is not None and previous != text:
                 raise TrackingError(
                     f"param '{key}' of run {self.id} is already '{previous}'; params are "
                     "immutable, log a metric or a tag for values that change"
                 )
-            if previous is None:
-                rows.append({"run_id": self.id, "key": key, "value": text})
-                self._params[key] = text
+            new[key] = text
+        rows = [{"run_id": self.id, "key": k, "value": v} for k, v in new.items()]
         with self._store.write() as connection:
             insert_ignore(connection, t.run_params, rows)
+        self._params.update(new)  # only once they are stored
 
     def set_tag(self, key: str, value: Any) -> None:
         self.set_tags({key: value})
@@ -149,6 +160,8 @@ class Run:
     def set_tags(self, tags: dict[str, Any]) -> None:
         """Set tags (mutable labels used to search runs)."""
         self._check_active()
+        for key in tags:
+            _check_key("tag", key)
         rows = [{"run_id": self.id, "key": k, "value": str(v)} for k, v in tags.items()]
         with self._store.write() as connection:
             upsert(connection, t.run_tags, rows, update=["value"])
@@ -160,28 +173,50 @@ class Run:
     ) -> None:
         """Buffer one metric value. Without ``step``, steps count up per key from 0."""
         self._check_active()
+        _check_key("metric", key)
         number = float(value)
         if not math.isfinite(number):
             raise TrackingError(f"metric '{key}' got {number}, which is not a finite number")
         if step is None:
             step = self._steps.get(key, -1) + 1
         self._steps[key] = max(step, self._steps.get(key, -1))
-        if not self._pending:
-            self._pending_since = time.monotonic()
-        self._pending.append(
-            {
-                "run_id": self.id,
-                "key": key,
-                "value": number,
-                "step": int(step),
-                "timestamp": now() if timestamp is None else timestamp,
-            }
-        )
-        if (
-            len(self._pending) >= self._settings.metric_batch_size
-            or time.monotonic() - self._pending_since >= self._settings.metric_flush_seconds
-        ):
+        row = {
+            "run_id": self.id,
+            "key": key,
+            "value": number,
+            "step": int(step),
+            "timestamp": now() if timestamp is None else timestamp,
+        }
+        with self._lock:
+            if not self._pending:
+                self._pending_since = time.monotonic()
+            self._pending.append(row)
+            due = (
+                len(self._pending) >= self._settings.metric_batch_size
+                or time.monotonic() - self._pending_since >= self._settings.metric_flush_seconds
+            )
+        if due:
             self.flush()
+        elif self._flusher is None:
+            self._start_flusher()
+
+    def _start_flusher(self) -> None:
+        """Start the thread that writes buffered values once they reach the age limit, so a
+        quiet run loses at most ``metric_flush_seconds`` of values if its process dies."""
+        self._flusher = threading.Thread(
+            target=self._flush_aged, name=f"keel-run-{self.id[:8]}-metrics", daemon=True
+        )
+        self._flusher.start()
+
+    def _flush_aged(self) -> None:
+        limit = self._settings.metric_flush_seconds
+        while not self._stop_flusher.wait(max(limit / 4, 0.02)):
+            with self._lock:
+                aged = bool(self._pending) and time.monotonic() - self._pending_since >= limit
+            if aged:
+                # a failure keeps the values buffered; the next flush or end() retries them
+                with contextlib.suppress(KeelError):
+                    self.flush()
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
         for key, value in metrics.items():
@@ -189,9 +224,10 @@ class Run:
 
     def flush(self) -> None:
         """Write buffered metric values now (also done on end and when the buffer fills)."""
-        if not self._pending:
+        with self._lock:
+            batch, self._pending = self._pending, []
+        if not batch:
             return
-        batch, self._pending = self._pending, []
         latest: dict[str, dict[str, Any]] = {}
         for row in batch:
             current = latest.get(row["key"])
@@ -213,8 +249,10 @@ class Run:
                         <= sa.tuple_(new.step, new.timestamp)
                     ),
                 )
-        except KeelError:
-            self._pending = batch + self._pending  # keep them for the next attempt
+        except MetadataStoreUnavailable:
+            with self._lock:  # keep them for the next attempt
+                self._pending = batch + self._pending
+                self._pending_since = time.monotonic()
             raise
 
     # -- artifacts, inputs, models ---------------------------------------------------------------
@@ -319,12 +357,16 @@ class Run:
         """Flush what is buffered and record the final status and resource use."""
         if self.status != RUNNING:
             return
+        self._stop_flusher.set()
+        if self._flusher is not None:
+            self._flusher.join()
         flush_error: KeelError | None = None
         try:
             self.flush()
         except KeelError as caught:  # still record the end; report the lost metrics below
             flush_error = caught
-            status, error = FAILED, f"{error or ''}\nmetrics could not be written: {caught}"
+            lost = f"metrics could not be written: {caught}"
+            status, error = FAILED, f"{error}\n{lost}" if error else lost
         self.status = status
         try:
             with self._store.write() as connection:
@@ -350,7 +392,7 @@ class Run:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if exc is None:
+        if exc is None or (isinstance(exc, SystemExit) and exc.code in (0, None)):
             self.end(FINISHED)
         elif isinstance(exc, KeyboardInterrupt):
             self.end(KILLED, "interrupted (KeyboardInterrupt)")
@@ -358,6 +400,14 @@ class Run:
             summary = f"{type(exc).__name__}: {exc}"
             trace = "".join(traceback.format_exception(exc_type, exc, tb)[-6:])
             self.end(FAILED, f"{summary}\n{trace}")
+
+
+def _check_key(kind: str, key: str) -> None:
+    if not isinstance(key, str) or not key or len(key) > MAX_KEY_LENGTH:
+        raise TrackingError(
+            f"{kind} name {key!r} is not usable: names are non-empty strings of at most "
+            f"{MAX_KEY_LENGTH} characters"
+        )
 
 
 def _experiment_id(connection: Connection, name: str) -> int:
