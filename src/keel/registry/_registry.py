@@ -329,6 +329,7 @@ class Registry:
                 f"'{status}' is not a lifecycle status; use one of: {', '.join(TRANSITIONS)}"
             )
         with self._store.write() as connection:
+            _lock_model(connection, name)
             current = self._get_version(connection, name, version)
             allowed = TRANSITIONS[current.status]
             if status not in allowed:
@@ -380,6 +381,7 @@ class Registry:
         check_alias(alias)
         who = actor or self._actor
         with self._store.write() as connection:
+            _lock_model(connection, name)
             target = self._get_version(connection, name, version)
             if target.status == ARCHIVED:
                 raise RegistryError(
@@ -421,6 +423,7 @@ class Registry:
     ) -> None:
         who = actor or self._actor
         with self._store.write() as connection:
+            _lock_model(connection, name)
             current = connection.execute(
                 sa.select(t.model_aliases.c.version).where(
                     t.model_aliases.c.name == name, t.model_aliases.c.alias == alias
@@ -444,6 +447,7 @@ class Registry:
         """Replace the free-text section of a version's model card (audited)."""
         who = actor or self._actor
         with self._store.write() as connection:
+            _lock_model(connection, name)
             self._get_version(connection, name, version)
             connection.execute(
                 t.model_versions.update()
@@ -504,6 +508,19 @@ class Registry:
             if version is not None and name is not None:
                 self._get_version(connection, name, version)
             return [AuditEntry(**row._asdict()) for row in connection.execute(query)]
+
+
+def _lock_model(connection: Connection, name: str) -> None:
+    """Lock the model's row until the transaction ends, so read-check-write changes to its
+    versions and aliases (transitions, compare-and-set alias moves) are serialised. PostgreSQL
+    takes a row lock; on SQLite the write transaction (BEGIN IMMEDIATE) already serialises."""
+    found = connection.execute(
+        sa.select(t.registered_models.c.name)
+        .where(t.registered_models.c.name == name)
+        .with_for_update()
+    ).first()
+    if found is None:
+        raise ModelNotFound(name)
 
 
 def _audit(
