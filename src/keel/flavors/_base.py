@@ -54,17 +54,25 @@ class Flavor(ABC):
         tampered file never reaches a deserialiser that can execute code.
         """
 
-    @abstractmethod
     def predict(self, model: Any, frame: pd.DataFrame) -> np.ndarray[Any, Any]:
-        """Predictions for every row of ``frame`` (one value per row, or one row per row)."""
+        """Predictions for every row of ``frame`` (one value per row, or one row per row).
+        The default calls ``model.predict(frame)``."""
+        return np.asarray(model.predict(frame))
 
     def predict_proba(self, model: Any, frame: pd.DataFrame) -> np.ndarray[Any, Any] | None:
-        """Class probabilities (rows x classes) for classifiers, ``None`` for other models."""
-        return None
+        """Class probabilities (rows x classes) for classifiers, ``None`` for other models.
+        The default calls ``model.predict_proba(frame)`` when the model has one."""
+        predict_proba = getattr(model, "predict_proba", None)
+        if not callable(predict_proba):
+            return None
+        return np.asarray(predict_proba(frame))
 
     def classes(self, model: Any) -> list[Any] | None:
-        """Class labels in ``predict_proba`` column order for classifiers, else ``None``."""
-        return None
+        """Class labels in ``predict_proba`` column order for classifiers, else ``None``.
+        The default reads ``classes_`` from models that have ``predict_proba``."""
+        if not callable(getattr(model, "predict_proba", None)):
+            return None
+        return labels_of(model)
 
     def library_versions(self) -> dict[str, str]:
         """Installed versions of :attr:`packages` (those that are installed)."""
@@ -74,6 +82,15 @@ class Flavor(ABC):
             if version is not None:
                 versions[package] = version
         return versions
+
+
+def labels_of(model: Any) -> list[Any] | None:
+    """``model.classes_`` as plain Python values, or None when the model has none."""
+    labels = getattr(model, "classes_", None)
+    if labels is None:
+        return None
+    classes: list[Any] = np.asarray(labels).tolist()
+    return classes
 
 
 @functools.cache

@@ -18,9 +18,6 @@ import sys
 from types import ModuleType
 from typing import Any, ClassVar
 
-import numpy as np
-import pandas as pd
-
 from keel.errors import FlavorUnavailable, ModelLoadError
 from keel.flavors._base import Flavor, load_failure
 
@@ -76,23 +73,3 @@ class LightGBMFlavor(Flavor):
         except Exception as exc:
             raise load_failure(self.name, exc) from exc
         raise ModelLoadError(self.name, "not a keel LightGBM artifact (unknown header)")
-
-    def predict(self, model: Any, frame: pd.DataFrame) -> np.ndarray[Any, Any]:
-        return np.asarray(model.predict(frame))
-
-    def predict_proba(self, model: Any, frame: pd.DataFrame) -> np.ndarray[Any, Any] | None:
-        # Only LGBMClassifier has predict_proba; a Booster's predict already returns
-        # probabilities for probabilistic objectives, without the labels to go with them.
-        predict_proba = getattr(model, "predict_proba", None)
-        if not callable(predict_proba):
-            return None
-        return np.asarray(predict_proba(frame))
-
-    def classes(self, model: Any) -> list[Any] | None:
-        if not callable(getattr(model, "predict_proba", None)):
-            return None
-        labels = getattr(model, "classes_", None)
-        if labels is None:
-            return None
-        classes: list[Any] = np.asarray(labels).tolist()
-        return classes

@@ -10,10 +10,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-import numpy as np
-import pandas as pd
-
-from keel.flavors._base import Flavor, load_failure
+from keel.flavors._base import Flavor, labels_of, load_failure
 
 
 class PyFuncFlavor(Flavor):
@@ -50,18 +47,6 @@ class PyFuncFlavor(Flavor):
         except Exception as exc:
             raise load_failure(self.name, exc) from exc
 
-    def predict(self, model: Any, frame: pd.DataFrame) -> np.ndarray[Any, Any]:
-        return np.asarray(model.predict(frame))
-
-    def predict_proba(self, model: Any, frame: pd.DataFrame) -> np.ndarray[Any, Any] | None:
-        predict_proba = getattr(model, "predict_proba", None)
-        if not callable(predict_proba):
-            return None
-        return np.asarray(predict_proba(frame))
-
     def classes(self, model: Any) -> list[Any] | None:
-        labels = getattr(model, "classes_", None)
-        if labels is None:
-            return None
-        classes: list[Any] = np.asarray(labels).tolist()
-        return classes
+        # A custom class says it is a classifier by having classes_, with or without probabilities.
+        return labels_of(model)

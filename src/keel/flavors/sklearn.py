@@ -13,10 +13,7 @@ import pickle
 import sys
 from typing import Any, ClassVar
 
-import numpy as np
-import pandas as pd
-
-from keel.flavors._base import Flavor, load_failure
+from keel.flavors._base import Flavor, labels_of, load_failure
 
 
 class SklearnFlavor(Flavor):
@@ -51,25 +48,7 @@ class SklearnFlavor(Flavor):
         except Exception as exc:
             raise load_failure(self.name, exc) from exc
 
-    def predict(self, model: Any, frame: pd.DataFrame) -> np.ndarray[Any, Any]:
-        return np.asarray(model.predict(frame))
-
-    def predict_proba(self, model: Any, frame: pd.DataFrame) -> np.ndarray[Any, Any] | None:
-        # Pipelines expose predict_proba only when their last step has it (available_if), so
-        # a plain attribute check covers both estimators and pipelines.
-        predict_proba = getattr(model, "predict_proba", None)
-        if not callable(predict_proba):
-            return None
-        return np.asarray(predict_proba(frame))
-
     def classes(self, model: Any) -> list[Any] | None:
         from sklearn.base import is_classifier
 
-        if not is_classifier(model):
-            return None
-        labels = getattr(model, "classes_", None)
-        if labels is None:
-            return None
-        # tolist() turns numpy scalars (np.int64, np.str_) into plain Python values.
-        classes: list[Any] = np.asarray(labels).tolist()
-        return classes
+        return labels_of(model) if is_classifier(model) else None

@@ -104,20 +104,3 @@ class XGBoostFlavor(Flavor):
             # enable_categorical lets pandas category columns through, as in training.
             return np.asarray(model.predict(xgboost.DMatrix(frame, enable_categorical=True)))
         return np.asarray(model.predict(frame))
-
-    def predict_proba(self, model: Any, frame: pd.DataFrame) -> np.ndarray[Any, Any] | None:
-        # Only the classifier wrappers have predict_proba; a Booster's predict already returns
-        # probabilities for probabilistic objectives, without the labels to go with them.
-        predict_proba = getattr(model, "predict_proba", None)
-        if not callable(predict_proba):
-            return None
-        return np.asarray(predict_proba(frame))
-
-    def classes(self, model: Any) -> list[Any] | None:
-        if not callable(getattr(model, "predict_proba", None)):
-            return None
-        labels = getattr(model, "classes_", None)
-        if labels is None:
-            return None
-        classes: list[Any] = np.asarray(labels).tolist()
-        return classes

@@ -7,21 +7,16 @@ from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Row
 
 from keel._packaging import Signature, package_model
-from keel.artifacts import ArtifactRef, ArtifactStore
+from keel.artifacts import ArtifactStore
 from keel.config import RegistrySettings
 from keel.errors import (
     AliasConflict,
     AliasNotFound,
     ApprovalPolicyViolation,
     InvalidTransition,
-    KeelError,
-    ModelNotFound,
-    ModelVersionNotFound,
     RegistryError,
-    RunNotFound,
 )
 from keel.flavors import LoadedModel, load_model
 from keel.registry._card import render_card
@@ -35,6 +30,17 @@ from keel.registry._models import (
     check_alias,
     check_model_name,
 )
+from keel.registry._rows import (
+    aliases_by_model,
+    audit,
+    get_version,
+    lock_model,
+    require_model,
+    update_version,
+    version_from_row,
+    versions_query,
+)
+from keel.registry._sources import logged_model, run_lineage
 from keel.store import MetadataStore, insert_ignore, now
 from keel.store import _tables as t
 from keel.tracking import LoggedModel, RunQueries
@@ -91,12 +97,14 @@ class Registry:
         run_metrics: dict[str, float] = {}
         run_params: dict[str, str] = {}
         if isinstance(source, str):
-            source = self._logged_model(source)
+            with self._store.read() as connection:
+                source = logged_model(connection, source)
         if isinstance(source, LoggedModel):
             run_id = source.run_id
             flavor_name, ref = source.flavor, source.artifact
             library_versions, signature = source.library_versions, source.signature
-            run_metrics, run_params, inputs = self._run_lineage(run_id)
+            with self._store.read() as connection:
+                run_metrics, run_params, inputs = run_lineage(connection, run_id)
         else:
             if input_example is None:
                 raise RegistryError(
@@ -158,7 +166,7 @@ class Registry:
                     created_by=who,
                 )
             )
-            _audit(
+            audit(
                 connection,
                 who,
                 "model_version",
@@ -170,69 +178,6 @@ class Registry:
             )
         return self.get_version(name, version)
 
-    def _logged_model(self, uri: str) -> LoggedModel:
-        if not uri.startswith("runs:/") or uri.count("/") < 2:
-            raise RegistryError(f"'{uri}' is not a run artifact URI; use runs:/RUN_ID/NAME")
-        run_id, _, artifact_name = uri.removeprefix("runs:/").partition("/")
-        with self._store.read() as connection:
-            row = connection.execute(
-                sa.select(t.run_artifacts, t.artifacts.c.size)
-                .join(t.artifacts, t.artifacts.c.digest == t.run_artifacts.c.digest)
-                .where(t.run_artifacts.c.run_id == run_id, t.run_artifacts.c.name == artifact_name)
-            ).first()
-        if row is None:
-            raise self._missing_run_model(run_id, artifact_name)
-        if row.kind != "model":
-            raise RegistryError(f"'{uri}' is a file, not a model logged with run.log_model")
-        details = row.details or {}
-        return LoggedModel(
-            run_id=run_id,
-            name=artifact_name,
-            flavor=details["flavor"],
-            artifact=ArtifactRef(row.digest, row.size),
-            library_versions=details["library_versions"],
-            signature=Signature.from_dict(details["signature"]),
-        )
-
-    def _missing_run_model(self, run_id: str, artifact_name: str) -> KeelError:
-        with self._store.read() as connection:
-            if connection.execute(sa.select(t.runs.c.id).where(t.runs.c.id == run_id)).first():
-                models = connection.execute(
-                    sa.select(t.run_artifacts.c.name).where(
-                        t.run_artifacts.c.run_id == run_id, t.run_artifacts.c.kind == "model"
-                    )
-                ).scalars()
-                logged = ", ".join(sorted(models)) or "none"
-                return RegistryError(
-                    f"run {run_id} has no model named '{artifact_name}' (its models: {logged})"
-                )
-        return RunNotFound(run_id)
-
-    def _run_lineage(self, run_id: str) -> tuple[dict[str, float], dict[str, str], dict[str, str]]:
-        with self._store.read() as connection:
-            metrics = dict(
-                connection.execute(
-                    sa.select(t.run_latest_metrics.c.key, t.run_latest_metrics.c.value).where(
-                        t.run_latest_metrics.c.run_id == run_id
-                    )
-                ).all()
-            )
-            params = dict(
-                connection.execute(
-                    sa.select(t.run_params.c.key, t.run_params.c.value).where(
-                        t.run_params.c.run_id == run_id
-                    )
-                ).all()
-            )
-            inputs = dict(
-                connection.execute(
-                    sa.select(t.run_inputs.c.name, t.run_inputs.c.fingerprint).where(
-                        t.run_inputs.c.run_id == run_id
-                    )
-                ).all()
-            )
-        return metrics, params, inputs
-
     # -- reading ---------------------------------------------------------------------------------
 
     def list_models(self) -> list[RegisteredModel]:
@@ -240,7 +185,7 @@ class Registry:
             rows = connection.execute(
                 sa.select(t.registered_models).order_by(t.registered_models.c.name)
             ).all()
-            aliases = _aliases_by_model(connection)
+            aliases = aliases_by_model(connection)
         return [
             RegisteredModel(
                 name=row.name,
@@ -255,45 +200,34 @@ class Registry:
 
     def list_versions(self, name: str) -> list[ModelVersion]:
         with self._store.read() as connection:
-            self._require_model(connection, name)
+            require_model(connection, name)
             rows = connection.execute(
-                _versions_query()
+                versions_query()
                 .where(t.model_versions.c.name == name)
                 .order_by(t.model_versions.c.version)
             ).all()
-            aliases = _aliases_by_model(connection, name).get(name, {})
-        return [_version(row, aliases) for row in rows]
+            aliases = aliases_by_model(connection, name).get(name, {})
+        return [version_from_row(row, aliases) for row in rows]
 
     def get_version(self, name: str, version: int) -> ModelVersion:
         with self._store.read() as connection:
-            return self._get_version(connection, name, version)
-
-    def _get_version(self, connection: Connection, name: str, version: int) -> ModelVersion:
-        row = connection.execute(
-            _versions_query().where(
-                t.model_versions.c.name == name, t.model_versions.c.version == version
-            )
-        ).first()
-        if row is None:
-            self._require_model(connection, name)
-            raise ModelVersionNotFound(name, version)
-        return _version(row, _aliases_by_model(connection, name).get(name, {}))
+            return get_version(connection, name, version)
 
     def resolve(self, uri: str | ModelRef) -> ModelVersion:
         """The version a URI points at now: ``models:/name/3`` or ``models:/name@champion``."""
         ref = ModelRef.parse(uri) if isinstance(uri, str) else uri
         with self._store.read() as connection:
             if ref.version is not None:
-                return self._get_version(connection, ref.name, ref.version)
+                return get_version(connection, ref.name, ref.version)
             version = connection.execute(
                 sa.select(t.model_aliases.c.version).where(
                     t.model_aliases.c.name == ref.name, t.model_aliases.c.alias == ref.alias
                 )
             ).scalar()
             if version is None:
-                self._require_model(connection, ref.name)
+                require_model(connection, ref.name)
                 raise AliasNotFound(ref.name, str(ref.alias))
-            return self._get_version(connection, ref.name, int(version))
+            return get_version(connection, ref.name, int(version))
 
     def load(self, uri: str | ModelRef) -> LoadedModel:
         """Resolve ``uri`` and load its model; the artifact's sha256 is checked before any
@@ -303,13 +237,6 @@ class Registry:
     def load_version(self, version: ModelVersion) -> LoadedModel:
         data = self._artifacts.get_bytes(version.artifact_digest, size=version.artifact_size)
         return load_model(version.flavor, data, version.library_versions)
-
-    def _require_model(self, connection: Connection, name: str) -> None:
-        exists = connection.execute(
-            sa.select(t.registered_models.c.name).where(t.registered_models.c.name == name)
-        ).first()
-        if exists is None:
-            raise ModelNotFound(name)
 
     # -- changing --------------------------------------------------------------------------------
 
@@ -329,8 +256,8 @@ class Registry:
                 f"'{status}' is not a lifecycle status; use one of: {', '.join(TRANSITIONS)}"
             )
         with self._store.write() as connection:
-            _lock_model(connection, name)
-            current = self._get_version(connection, name, version)
+            lock_model(connection, name)
+            current = get_version(connection, name, version)
             allowed = TRANSITIONS[current.status]
             if status not in allowed:
                 raise InvalidTransition(name, version, current.status, status, allowed)
@@ -348,12 +275,8 @@ class Registry:
                     f"model '{name}' version {version} is aliased as "
                     f"{', '.join(current.aliases)}; move those aliases before archiving it"
                 )
-            connection.execute(
-                t.model_versions.update()
-                .where(t.model_versions.c.name == name, t.model_versions.c.version == version)
-                .values(status=status)
-            )
-            _audit(
+            update_version(connection, name, version, status=status)
+            audit(
                 connection,
                 who,
                 "model_version",
@@ -363,7 +286,7 @@ class Registry:
                 status,
                 reason,
             )
-            return self._get_version(connection, name, version)
+            return get_version(connection, name, version)
 
     def set_alias(
         self,
@@ -381,8 +304,8 @@ class Registry:
         check_alias(alias)
         who = actor or self._actor
         with self._store.write() as connection:
-            _lock_model(connection, name)
-            target = self._get_version(connection, name, version)
+            lock_model(connection, name)
+            target = get_version(connection, name, version)
             if target.status == ARCHIVED:
                 raise RegistryError(
                     f"model '{name}' version {version} is archived; restore it to candidate "
@@ -406,7 +329,7 @@ class Registry:
                     .where(t.model_aliases.c.name == name, t.model_aliases.c.alias == alias)
                     .values(**values)
                 )
-            _audit(
+            audit(
                 connection,
                 who,
                 "alias",
@@ -416,30 +339,28 @@ class Registry:
                 str(version),
                 reason,
             )
-            return self._get_version(connection, name, version)
+            return get_version(connection, name, version)
 
     def delete_alias(
         self, name: str, alias: str, *, reason: str | None = None, actor: str | None = None
     ) -> None:
         who = actor or self._actor
         with self._store.write() as connection:
-            _lock_model(connection, name)
+            lock_model(connection, name)
             current = connection.execute(
                 sa.select(t.model_aliases.c.version).where(
                     t.model_aliases.c.name == name, t.model_aliases.c.alias == alias
                 )
             ).scalar()
             if current is None:
-                self._require_model(connection, name)
+                require_model(connection, name)
                 raise AliasNotFound(name, alias)
             connection.execute(
                 t.model_aliases.delete().where(
                     t.model_aliases.c.name == name, t.model_aliases.c.alias == alias
                 )
             )
-            _audit(
-                connection, who, "alias", f"{name}@{alias}", "delete", str(current), None, reason
-            )
+            audit(connection, who, "alias", f"{name}@{alias}", "delete", str(current), None, reason)
 
     def set_card_notes(
         self, name: str, version: int, notes: str, *, actor: str | None = None
@@ -447,14 +368,10 @@ class Registry:
         """Replace the free-text section of a version's model card (audited)."""
         who = actor or self._actor
         with self._store.write() as connection:
-            _lock_model(connection, name)
-            self._get_version(connection, name, version)
-            connection.execute(
-                t.model_versions.update()
-                .where(t.model_versions.c.name == name, t.model_versions.c.version == version)
-                .values(card_notes=notes)
-            )
-            _audit(
+            lock_model(connection, name)
+            get_version(connection, name, version)
+            update_version(connection, name, version, card_notes=notes)
+            audit(
                 connection,
                 who,
                 "model_version",
@@ -464,7 +381,7 @@ class Registry:
                 None,
                 f"{len(notes)} characters of notes",
             )
-            return self._get_version(connection, name, version)
+            return get_version(connection, name, version)
 
     # -- documents -------------------------------------------------------------------------------
 
@@ -504,91 +421,7 @@ class Registry:
             query = query.limit(limit)
         with self._store.read() as connection:
             if name is not None:
-                self._require_model(connection, name)
+                require_model(connection, name)
             if version is not None and name is not None:
-                self._get_version(connection, name, version)
+                get_version(connection, name, version)
             return [AuditEntry(**row._asdict()) for row in connection.execute(query)]
-
-
-def _lock_model(connection: Connection, name: str) -> None:
-    """Lock the model's row until the transaction ends, so read-check-write changes to its
-    versions and aliases (transitions, compare-and-set alias moves) are serialised. PostgreSQL
-    takes a row lock; on SQLite the write transaction (BEGIN IMMEDIATE) already serialises."""
-    found = connection.execute(
-        sa.select(t.registered_models.c.name)
-        .where(t.registered_models.c.name == name)
-        .with_for_update()
-    ).first()
-    if found is None:
-        raise ModelNotFound(name)
-
-
-def _audit(
-    connection: Connection,
-    actor: str,
-    entity: str,
-    key: str,
-    action: str,
-    from_value: str | None,
-    to_value: str | None,
-    reason: str | None,
-) -> None:
-    connection.execute(
-        t.audit_log.insert().values(
-            at=now(),
-            actor=actor,
-            entity=entity,
-            entity_key=key,
-            action=action,
-            from_value=from_value,
-            to_value=to_value,
-            reason=reason,
-        )
-    )
-
-
-def _versions_query() -> sa.Select[Any]:
-    return sa.select(t.model_versions, t.artifacts.c.size.label("artifact_size")).join(
-        t.artifacts, t.artifacts.c.digest == t.model_versions.c.artifact_digest
-    )
-
-
-def _aliases_by_model(connection: Connection, name: str | None = None) -> dict[str, dict[str, int]]:
-    query = sa.select(
-        t.model_aliases.c.name, t.model_aliases.c.alias, t.model_aliases.c.version
-    ).order_by(t.model_aliases.c.alias)
-    if name is not None:
-        query = query.where(t.model_aliases.c.name == name)
-    aliases: dict[str, dict[str, int]] = {}
-    for row in connection.execute(query):
-        aliases.setdefault(row.name, {})[row.alias] = row.version
-    return aliases
-
-
-def _version(row: Row[Any], aliases: dict[str, int]) -> ModelVersion:
-    try:
-        signature = Signature.from_dict(row.signature)
-    except (KeyError, ValueError, TypeError) as error:
-        raise KeelError(
-            f"model '{row.name}' version {row.version} has an unreadable signature: {error}"
-        ) from error
-    return ModelVersion(
-        name=row.name,
-        version=row.version,
-        semver=row.semver,
-        status=row.status,
-        flavor=row.flavor,
-        artifact_digest=row.artifact_digest,
-        artifact_size=row.artifact_size,
-        library_versions=row.library_versions,
-        signature=signature,
-        metrics=row.metrics,
-        params=row.params,
-        run_id=row.run_id,
-        inputs=row.inputs,
-        description=row.description,
-        card_notes=row.card_notes,
-        created_at=row.created_at,
-        created_by=row.created_by,
-        aliases=sorted(alias for alias, v in aliases.items() if v == row.version),
-    )
