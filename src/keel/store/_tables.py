@@ -144,6 +144,8 @@ model_versions = sa.Table(
     sa.Column("card_notes", sa.Text),
     sa.Column("created_at", Timestamp, nullable=False),
     sa.Column("created_by", sa.String(255), nullable=False),
+    # Feature references ("view:feature", with view versions) the version was trained on (0003).
+    sa.Column("features", sa.JSON),
 )
 
 model_aliases = sa.Table(
@@ -171,4 +173,57 @@ audit_log = sa.Table(
     sa.Column("to_value", sa.Text),
     sa.Column("reason", sa.Text),
     sa.Index("ix_audit_log_entity", "entity", "entity_key", "id"),
+)
+
+# -- data and features (migration 0003) -----------------------------------------------------------
+
+snapshots = sa.Table(
+    "snapshots",
+    metadata,
+    sa.Column("fingerprint", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("artifact_digest", sa.String(64), sa.ForeignKey("artifacts.digest"), nullable=False),
+    sa.Column("num_rows", sa.BigInteger, nullable=False),
+    sa.Column("schema", sa.JSON, nullable=False),
+    sa.Column("profile", sa.JSON, nullable=False),
+    sa.Column("lineage", sa.JSON, nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("created_by", sa.String(255), nullable=False),
+    sa.Index("ix_snapshots_name_created", "name", "created_at"),
+)
+
+feature_entities = sa.Table(
+    "feature_entities",
+    metadata,
+    sa.Column("name", sa.String(255), primary_key=True),
+    sa.Column("join_keys", sa.JSON, nullable=False),
+    sa.Column("description", sa.Text),
+    sa.Column("updated_at", Timestamp, nullable=False),
+)
+
+# One row per distinct definition of a view: re-applying an unchanged view adds nothing, a
+# changed one (features, TTL, source, transformation code) gets the next version.
+feature_views = sa.Table(
+    "feature_views",
+    metadata,
+    sa.Column("name", sa.String(255), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("definition_hash", sa.String(64), nullable=False),
+    sa.Column("definition", sa.JSON, nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("created_by", sa.String(255), nullable=False),
+)
+
+# The materialization watermark of each view version in each online store.
+feature_materializations = sa.Table(
+    "feature_materializations",
+    metadata,
+    sa.Column("view", sa.String(255), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("store", sa.String(512), primary_key=True),
+    sa.Column("start", Timestamp, nullable=False),
+    sa.Column("end", Timestamp, nullable=False),
+    sa.Column("rows", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+    sa.ForeignKeyConstraint(["view", "version"], ["feature_views.name", "feature_views.version"]),
 )
