@@ -12,7 +12,7 @@ import getpass
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -52,6 +52,33 @@ class RegistrySettings(BaseModel):
     """Four-eyes rule: the actor approving a version must differ from the one who registered it."""
 
 
+class FeatureSettings(BaseModel):
+    """Where features are served from and how they are checked."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    online_url: str = "sqlite:///.keel/online.db"
+    """Online store: sqlite:///PATH (embedded) or redis://HOST:PORT/DB."""
+    definitions: str = "features.py"
+    """The Python module (relative to the project) that defines entities and feature views."""
+    naive_timestamps: Literal["reject", "utc"] = "reject"
+    """Timestamps without a time zone: refused (default), or taken to be UTC."""
+    lookup_sample_rate: float = Field(0.01, ge=0, le=1)
+    """Fraction of online lookups recorded for the skew check."""
+    lookup_log_dir: str = ".keel/feature-lookups"
+    """Where sampled online lookups are written (relative to the project)."""
+
+    @field_validator("online_url")
+    @classmethod
+    def _known_online_store(cls, value: str) -> str:
+        scheme = value.split("://", 1)[0] if "://" in value else ""
+        if scheme not in {"sqlite", "redis", "rediss"}:
+            raise ValueError(
+                f"'{value}' is not an online store URL; use sqlite:///PATH or redis://HOST:PORT/DB"
+            )
+        return value
+
+
 class Settings(BaseSettings):
     """Everything keel needs to know about where it runs.
 
@@ -73,6 +100,7 @@ class Settings(BaseSettings):
     """Who is acting, recorded in audit entries (defaults to the login name)."""
     tracking: TrackingSettings = Field(default_factory=TrackingSettings)
     registry: RegistrySettings = Field(default_factory=RegistrySettings)
+    features: FeatureSettings = Field(default_factory=FeatureSettings)
 
     @field_validator("project_dir")
     @classmethod
@@ -145,6 +173,18 @@ class Settings(BaseSettings):
         return cls.model_construct(**{name: getattr(loaded, name) for name in cls.model_fields})
 
     # -- resolved locations ------------------------------------------------------------------
+
+    def project_path(self, path: str) -> Path:
+        """``path`` made absolute against the project directory."""
+        resolved = Path(path).expanduser()
+        return resolved if resolved.is_absolute() else self.project_dir / resolved
+
+    def resolved_online_url(self) -> str:
+        """The online store URL with a relative SQLite path made absolute."""
+        url = self.features.online_url
+        if url.startswith("sqlite:///"):
+            return f"sqlite:///{self.project_path(url.removeprefix('sqlite:///'))}"
+        return url
 
     @property
     def config_path(self) -> Path:
@@ -263,6 +303,19 @@ capture_packages = true
 [registry]
 # Four-eyes rule: the person approving a model version must not be the one who registered it.
 require_distinct_approver = false
+
+[features]
+# Online store the serving path reads features from.
+#   sqlite:///.keel/online.db            embedded default
+#   redis://127.0.0.1:6379/0             a Redis server (pip install 'keel-ml[redis]')
+online_url = "sqlite:///.keel/online.db"
+# The module defining entities, feature views and on-demand features (`keel features apply`).
+definitions = "features.py"
+# Timestamps without a time zone: "reject" (default) or "utc" (take them to be UTC).
+naive_timestamps = "reject"
+# Fraction of online lookups recorded for `keel features skew`, and where they are written.
+lookup_sample_rate = 0.01
+lookup_log_dir = ".keel/feature-lookups"
 """
 
 

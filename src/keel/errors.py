@@ -26,10 +26,19 @@ or of the CLI: adapters map them to status codes and exit codes.
     │   ├── InvalidTransition          a lifecycle move the state machine forbids
     │   ├── ApprovalPolicyViolation    e.g. the approver is the registrant under four-eyes
     │   └── AliasConflict              the alias moved under you (compare-and-set failed)
-    └── FlavorError
-        ├── UnsupportedModel           no flavor knows how to save this object
-        ├── FlavorUnavailable          the flavor's library is not installed
-        └── ModelLoadError             the artifact verified but could not be deserialised
+    ├── FlavorError
+    │   ├── UnsupportedModel           no flavor knows how to save this object
+    │   ├── FlavorUnavailable          the flavor's library is not installed
+    │   └── ModelLoadError             the artifact verified but could not be deserialised
+    ├── DataError
+    │   ├── SchemaError                a schema definition that cannot work
+    │   ├── DataValidationError        data broke its schema's rules (carries the report)
+    │   ├── SchemaMismatch             data's columns no longer match a model's signature
+    │   └── SnapshotNotFound           no snapshot with that name or fingerprint
+    └── FeatureStoreError
+        ├── FeatureDefinitionError     a definition that cannot work, or an unknown reference
+        ├── TimestampError             naive timestamps where a zone is required, unparsable
+        └── OnlineStoreUnavailable     the online store cannot be reached
 """
 
 from __future__ import annotations
@@ -226,3 +235,57 @@ class FlavorUnavailable(FlavorError):
 class ModelLoadError(FlavorError):
     def __init__(self, flavor: str, reason: str) -> None:
         super().__init__(f"could not load the {flavor} model: {reason}")
+
+
+# -- data ------------------------------------------------------------------------------------------
+
+
+class DataError(KeelError):
+    """Base of data-contract and snapshot failures."""
+
+
+class SchemaError(DataError):
+    """A schema definition (Python, YAML or JSON) that cannot work."""
+
+
+class DataValidationError(DataError):
+    """Data broke its schema's rules; ``report`` says which rule, where, and how often."""
+
+    def __init__(self, message: str, report: object = None) -> None:
+        self.report = report
+        super().__init__(message)
+
+
+class SchemaMismatch(DataError):
+    def __init__(self, what: str, problems: Iterable[str]) -> None:
+        self.problems = list(problems)
+        super().__init__(f"{what} does not match: {'; '.join(self.problems)}")
+
+
+class SnapshotNotFound(DataError, NotFoundError):
+    def __init__(self, ref: str) -> None:
+        self.ref = ref
+        super().__init__(f"no snapshot named or fingerprinted '{ref}' (see `keel data show`)")
+
+
+# -- features --------------------------------------------------------------------------------------
+
+
+class FeatureStoreError(KeelError):
+    """Base of feature-store failures."""
+
+
+class FeatureDefinitionError(FeatureStoreError):
+    """A feature definition that cannot work (bad name, missing key, unknown reference...)."""
+
+
+class TimestampError(FeatureStoreError):
+    def __init__(self, column: str, problem: str) -> None:
+        self.column = column
+        super().__init__(f"timestamp column '{column}': {problem}")
+
+
+class OnlineStoreUnavailable(FeatureStoreError):
+    def __init__(self, url: str, reason: str) -> None:
+        self.url = url
+        super().__init__(f"cannot reach the online store {url}: {reason}")

@@ -44,15 +44,11 @@ from typing import Any
 import pandas as pd
 
 from keel.data import Field
-from keel.errors import KeelError
+from keel.errors import FeatureDefinitionError
 
 Transformation = Callable[[pd.DataFrame], pd.DataFrame]
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
-
-
-class FeatureDefinitionError(KeelError):
-    """A feature definition that cannot work (bad name, missing key, unknown reference...)."""
 
 
 def _check_name(kind: str, name: str) -> str:
