@@ -75,6 +75,15 @@ def render_card(version: ModelVersion, run: RunRecord | None, history: list[Audi
         lines.append("- Registered directly, not from a tracked run.")
     for name, digest in sorted(version.inputs.items()):
         lines.append(f"- **Data `{_cell(name)}`:** fingerprint `{digest}`")
+    if version.features:
+        lines += ["", "## Features", "", "| feature | from |", "|---|---|"]
+        for item in version.features:
+            origin = (
+                f"on demand from {', '.join(item.get('inputs', []))}"
+                if item.get("on_demand")
+                else f"view `{item.get('view')}` version {item.get('view_version')}"
+            )
+            lines.append(f"| {_cell(item.get('feature'))} | {_cell(origin)} |")
     lines += ["", "## Requirements", "", "```", *version.requirements, "```", ""]
     if history:
         lines += ["## History", "", "| when | who | what | reason |", "|---|---|---|---|"]

@@ -52,6 +52,7 @@ def _write_files(version: ModelVersion, data: bytes, card: str, directory: Path)
         "params": version.params,
         "run_id": version.run_id,
         "inputs": version.inputs,
+        "features": version.features,
         "aliases": version.aliases,
     }
     (directory / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")

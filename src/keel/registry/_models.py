@@ -83,6 +83,8 @@ class ModelVersion:
     created_at: float
     created_by: str
     aliases: list[str] = field(default_factory=list)
+    features: list[dict[str, Any]] = field(default_factory=list)
+    """Feature-store features the version was trained on, with their view versions."""
 
     @property
     def uri(self) -> str:

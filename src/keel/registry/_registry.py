@@ -83,13 +83,15 @@ class Registry:
         metrics: dict[str, float] | None = None,
         params: dict[str, Any] | None = None,
         description: str | None = None,
+        features: list[dict[str, Any]] | None = None,
         actor: str | None = None,
     ) -> ModelVersion:
         """Add the next version of ``name``.
 
         ``source`` is a :class:`LoggedModel` returned by ``run.log_model``, a ``runs:/ID/NAME``
         URI, or a fitted model object (then ``input_example`` is required to infer the
-        signature). Metrics, params and input fingerprints default to the run's.
+        signature). Metrics, params and input fingerprints default to the run's. ``features``
+        records the feature-store features the model was trained on (``FeatureStore.lineage``).
         """
         check_model_name(name)
         run_id: str | None = None
@@ -162,6 +164,7 @@ class Registry:
                     inputs=inputs,
                     status=CANDIDATE,
                     description=description,
+                    features=features or [],
                     created_at=now(),
                     created_by=who,
                 )

@@ -117,6 +117,7 @@ def version_from_row(row: Row[Any], aliases: dict[str, int]) -> ModelVersion:
         created_at=row.created_at,
         created_by=row.created_by,
         aliases=sorted(alias for alias, v in aliases.items() if v == row.version),
+        features=row.features or [],
     )
 
 
