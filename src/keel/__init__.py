@@ -8,6 +8,7 @@ from keel._packaging import Signature
 from keel._workspace import Workspace, open_workspace
 from keel.config import Settings
 from keel.data import Field, Schema
+from keel.data._snapshot import Data, Snapshot
 from keel.errors import KeelError
 from keel.flavors import LoadedModel
 from keel.registry import ModelVersion, Registry, load_export
@@ -27,11 +28,13 @@ __all__ = [
     "Schema",
     "Settings",
     "Signature",
+    "Snapshot",
     "Workspace",
     "__version__",
     "load_export",
     "load_model",
     "open_workspace",
+    "snapshot",
     "start_run",
 ]
 
@@ -59,3 +62,15 @@ def load_model(uri: str) -> LoadedModel:
     """Load ``models:/NAME/VERSION`` or ``models:/NAME@ALIAS`` from the current project."""
     with open_workspace() as workspace:
         return workspace.registry.load(uri)
+
+
+def snapshot(data: Data, name: str, **kwargs: Any) -> Snapshot:
+    """Snapshot a DataFrame, an Arrow table or a Parquet/CSV path in the project of the
+    current directory (``parents``, ``sources`` and ``code_dir`` as for
+    ``Workspace.snapshots.create``).
+
+        train = keel.snapshot("data/train.parquet", name="churn-train")
+        train.fingerprint, train.profile["age"].histogram
+    """
+    with open_workspace() as workspace:
+        return workspace.snapshots.create(data, name, **kwargs)

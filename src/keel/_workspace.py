@@ -8,6 +8,7 @@ from typing import Any
 
 from keel.artifacts import ArtifactStore
 from keel.config import Settings
+from keel.data._snapshot import SnapshotStore
 from keel.flavors import LoadedModel
 from keel.registry import Registry
 from keel.store import MetadataStore
@@ -15,10 +16,12 @@ from keel.tracking import Run, RunQueries
 
 
 class Workspace:
-    """A keel project: its metadata database, artifact store, runs and registry.
+    """A keel project: its metadata database, artifact store, snapshots, runs and registry.
 
         with keel.open_workspace() as ws:              # keel.toml in the current directory
+            train = ws.snapshots.create("data/train.parquet", name="churn-train")
             with ws.start_run(experiment="churn") as run:
+                run.log_input(train)
                 ...
             ws.registry.load("models:/churn@champion")
 
@@ -36,6 +39,9 @@ class Workspace:
             raise
         self.runs = RunQueries(self.store)
         self.registry = Registry(self.store, self.artifacts, settings.registry, settings.actor)
+        self.snapshots = SnapshotStore(
+            self.store, self.artifacts, settings.actor, code_dir=settings.project_dir
+        )
 
     def start_run(
         self,

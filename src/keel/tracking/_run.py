@@ -23,6 +23,7 @@ from sqlalchemy.engine import Connection
 from keel._packaging import Signature, fingerprint, package_model
 from keel.artifacts import ArtifactRef, ArtifactStore
 from keel.config import TrackingSettings
+from keel.data._snapshot import Snapshot
 from keel.errors import KeelError, MetadataStoreUnavailable, RunNotActive, TrackingError
 from keel.store import MetadataStore, insert_ignore, now, upsert
 from keel.store import _tables as t
@@ -290,10 +291,17 @@ class Run:
                 update=["digest", "kind", "details"],
             )
 
-    def log_input(self, data: pd.DataFrame | str | os.PathLike[str], name: str = "training") -> str:
-        """Record the fingerprint of a data set this run read; returns the fingerprint."""
+    def log_input(
+        self, data: pd.DataFrame | Snapshot | str | os.PathLike[str], name: str = "training"
+    ) -> str:
+        """Record the fingerprint of a data set this run read (a frame, a snapshot, or a file or
+        directory); returns the fingerprint. A snapshot is recorded by its fingerprint, with
+        ``snapshot:<name>`` as the source."""
         self._check_active()
-        if isinstance(data, pd.DataFrame):
+        if isinstance(data, Snapshot):
+            source, rows, columns = f"snapshot:{data.name}", data.num_rows, data.columns
+            digest = data.fingerprint
+        elif isinstance(data, pd.DataFrame):
             source, rows, columns = "dataframe", len(data), [str(c) for c in data.columns]
             digest = fingerprint(data)
         else:
