@@ -1,0 +1,654 @@
+"""Batch validation: a pandas DataFrame or an Arrow Table checked against a :class:`Schema`.
+
+    result = validate(frame, schema, mode="drop", quarantine_dir="quarantine/")
+    result.valid              # the rows that passed, same type as the input
+    result.quarantine_path    # Parquet file of the rows that did not, with their reasons
+    print(result.report.summary())
+
+Every rule runs column at a time on NumPy arrays or with ``pyarrow.compute`` (RE2 for patterns),
+never one Python call per row. Two fallbacks are slower but still per column: an object column
+holding values of mixed types is classified with ``Series.map(type)``, and a pattern RE2 cannot
+compile (look-arounds, back-references) runs through Python's ``re``.
+
+Problems come in two sizes. *Column problems* (``report.problems``) concern the whole frame: a
+required column is missing, an unexpected column is present (``extra="forbid"``), or a column's
+storage cannot hold the field's type at all (text in an int field, for instance). *Rule failures*
+(``report.failures``) concern rows: a null, a value of the wrong type inside an object column, a
+fractional value in an int field, NaN/Inf, out of range, not allowed, no pattern match, a failed
+custom check. A missing nullable column is accepted (as in a record, where the key may be absent)
+and listed in ``report.missing_optional``.
+
+Row indexes in a report are the frame's index labels for pandas and positions for Arrow.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import uuid
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any, Generic, Literal, TypeVar
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from numpy.typing import NDArray
+
+from keel.data._schema import Field, Schema, SchemaDiff, compile_pattern
+from keel.errors import DataValidationError, SchemaError, SchemaMismatch
+
+Mode = Literal["raise", "drop", "warn"]
+Extra = Literal["ignore", "forbid"]
+Frame = TypeVar("Frame", pd.DataFrame, pa.Table)
+Mask = NDArray[np.bool_]
+
+REASONS_COLUMN = "_keel_reasons"
+ROW_COLUMN = "_keel_row"
+_EXAMPLES = 5
+_ARROW_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError)
+_NUMBERS: set[type] = {int, float} | {
+    t for t in set(np.sctypeDict.values()) if issubclass(t, np.integer | np.floating)
+}
+_FLOATS = {t for t in _NUMBERS if issubclass(t, float | np.floating)}
+_PY_TYPES: dict[str, set[type]] = {
+    "int": _NUMBERS,
+    "bool": {bool, np.bool_},
+    "string": {str, np.str_},
+    "timestamp": {datetime, pd.Timestamp, np.datetime64},
+}
+_PY_TYPES["float"] = _PY_TYPES["int"]
+_PY_TYPES["category"] = _PY_TYPES["string"]
+_ACCEPTS = {
+    "int": {"int", "float"},
+    "float": {"int", "float"},
+    "bool": {"bool"},
+    "string": {"text"},
+    "category": {"text"},
+    "timestamp": {"time"},
+}
+_NS_PER = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "ns": 1}
+
+
+class DataValidationWarning(UserWarning):
+    """Emitted once by ``validate(..., mode="warn")`` when data breaks its schema."""
+
+
+# -- the report ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ColumnProblem:
+    """A problem with a whole column: ``missing_column``, ``extra_column`` or ``column_dtype``."""
+
+    column: str
+    rule: str
+    message: str
+
+
+@dataclass(frozen=True)
+class RuleFailure:
+    """Rows of one column that broke one rule, with up to five examples."""
+
+    column: str
+    rule: str
+    count: int
+    rows: tuple[Any, ...]
+    values: tuple[Any, ...]
+    message: str
+
+
+@dataclass(frozen=True, eq=False)
+class ValidationReport:
+    """What a batch did wrong: column problems, then rule failures per column and rule.
+
+    ``invalid_rows`` is a boolean mask over the input rows, True where any rule failed.
+    """
+
+    rows: int
+    problems: tuple[ColumnProblem, ...]
+    failures: tuple[RuleFailure, ...]
+    invalid_rows: Mask
+    extra_columns: tuple[str, ...] = ()
+    missing_optional: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return not (self.problems or self.failures)
+
+    @property
+    def invalid_count(self) -> int:
+        return int(np.count_nonzero(self.invalid_rows))
+
+    def failure(self, column: str, rule: str) -> RuleFailure | None:
+        for item in self.failures:
+            if item.column == column and item.rule == rule:
+                return item
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready form (example values become plain numbers, strings or ISO timestamps)."""
+        return {
+            "ok": self.ok,
+            "rows": self.rows,
+            "invalid_rows": self.invalid_count,
+            "problems": [vars(p).copy() for p in self.problems],
+            "failures": [
+                {
+                    "column": f.column,
+                    "rule": f.rule,
+                    "count": f.count,
+                    "examples": [
+                        {"row": _plain(r), "value": _plain(v)}
+                        for r, v in zip(f.rows, f.values, strict=True)
+                    ],
+                    "message": f.message,
+                }
+                for f in self.failures
+            ],
+            "extra_columns": list(self.extra_columns),
+            "missing_optional": list(self.missing_optional),
+        }
+
+    def summary(self) -> str:
+        """A few lines for a log or an exception: the totals, then one line per problem."""
+        if self.ok:
+            return f"{self.rows:,} rows, all valid"
+        share = f" ({self.invalid_count / self.rows:.2%})" if self.rows else ""
+        lines = [f"{self.rows:,} rows, {self.invalid_count:,} invalid{share}"]
+        lines += [f"- {p.message}" for p in self.problems]
+        for f in self.failures:
+            examples = ", ".join(
+                f"row {r}: {_show(v)}" for r, v in zip(f.rows, f.values, strict=True)
+            )
+            lines.append(
+                f"- {f.column}: {f.count:,} row{'s' if f.count != 1 else ''} where the value "
+                f"{f.message} [{f.rule}] (e.g. {examples})"
+            )
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class ValidationResult(Generic[Frame]):
+    """``valid``: the input (``raise``/``warn``) or its valid rows (``drop``)."""
+
+    valid: Frame
+    report: ValidationReport
+    quarantine_path: Path | None = None
+
+
+# -- entry points ----------------------------------------------------------------------------------
+
+
+def validate(
+    data: Frame,
+    schema: Schema,
+    mode: Mode = "raise",
+    quarantine_dir: str | Path | None = None,
+    *,
+    extra: Extra = "forbid",
+) -> ValidationResult[Frame]:
+    """Check ``data`` against ``schema``; what happens to failures depends on ``mode``.
+
+    * ``raise``: raise :class:`DataValidationError` (its ``report`` attribute holds the report)
+      if anything failed, else return the data unchanged;
+    * ``drop``: return the valid rows; write the invalid ones, with a ``_keel_reasons`` list
+      column (``"column:rule"``) and a ``_keel_row`` position column, to a new Parquet file in
+      ``quarantine_dir``. Column problems make every row invalid, so they raise instead;
+    * ``warn``: return all rows and emit one :class:`DataValidationWarning` with the summary.
+
+    ``extra="forbid"`` makes columns the schema does not declare a column problem;
+    ``extra="ignore"`` only lists them in ``report.extra_columns``.
+    """
+    if mode not in ("raise", "drop", "warn"):
+        raise ValueError(f"mode must be 'raise', 'drop' or 'warn', not {mode!r}")
+    if extra not in ("ignore", "forbid"):
+        raise ValueError(f"extra must be 'ignore' or 'forbid', not {extra!r}")
+    if mode == "drop" and quarantine_dir is None:
+        raise ValueError("mode='drop' needs a quarantine_dir for the invalid rows")
+    report, masks = _evaluate(data, schema, extra)
+    if report.ok:
+        return ValidationResult(data, report)
+    if mode == "warn":
+        warnings.warn(report.summary(), DataValidationWarning, stacklevel=2)
+        return ValidationResult(data, report)
+    if mode == "raise" or report.problems:
+        raise DataValidationError(f"data does not match its schema: {report.summary()}", report)
+    assert quarantine_dir is not None
+    path = _quarantine(data, report.invalid_rows, masks, Path(quarantine_dir))
+    keep = ~report.invalid_rows
+    valid = data[keep] if isinstance(data, pd.DataFrame) else data.filter(pa.array(keep))
+    return ValidationResult(valid, report, path)
+
+
+def check_matches(frame: pd.DataFrame, schema: Schema, what: str = "input") -> None:
+    """Refuse ``frame`` with :class:`SchemaMismatch` if it no longer fits ``schema`` (a model's
+    signature): a required column is missing, a column's type does not widen to the declared one
+    (int -> float and category -> string do), or a column holds nulls the schema refuses.
+    Columns the schema does not use are fine, and so is an absent nullable column."""
+    diff = Schema.from_frame(frame).diff(schema)  # old: what the data is; new: what is expected
+    problems = [f"missing column '{f.name}' ({f.dtype})" for f in diff.added if not f.nullable]
+    problems += SchemaDiff(retyped=diff.retyped).breaking
+    if problems:
+        raise SchemaMismatch(what, problems)
+
+
+# -- evaluation ------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Column:
+    """One column in a form the rules can read.
+
+    ``kind`` is the storage: ``int``/``float``/``bool`` (``values`` holds numbers), ``time``
+    (``values`` holds int64 in ``unit`` since the epoch, UTC), ``text`` (``text`` holds an Arrow
+    string array, or ``dictionary`` + ``codes`` with -1 for null) or ``null`` (no values).
+    """
+
+    kind: str
+    size: int
+    null: Mask | None = None
+    wrong: Mask | None = None
+    values: NDArray[Any] | None = None
+    unit: str = "ns"
+    text: Any = None
+    dictionary: Any = None
+    codes: NDArray[np.integer[Any]] | None = None
+
+
+def _evaluate(
+    data: pd.DataFrame | pa.Table, schema: Schema, extra: Extra
+) -> tuple[ValidationReport, list[tuple[str, Mask]]]:
+    index: pd.Index[Any] | None = None
+    if isinstance(data, pd.DataFrame):
+        names, size, index = [str(c) for c in data.columns], len(data), data.index
+    elif isinstance(data, pa.Table):
+        names, size = list(data.column_names), data.num_rows
+    else:
+        raise TypeError(f"validate takes a pandas DataFrame or an Arrow Table, not {type(data)}")
+    problems: list[ColumnProblem] = []
+    declared = set(schema.names)
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    problems += [
+        ColumnProblem(n, "duplicate_column", f"column '{n}' appears twice") for n in repeated
+    ]
+    extras = tuple(n for n in names if n not in declared)
+    if extra == "forbid":
+        problems += [
+            ColumnProblem(n, "extra_column", f"column '{n}' is not in the schema") for n in extras
+        ]
+    failures: list[RuleFailure] = []
+    masks: list[tuple[str, Mask]] = []
+    missing_optional: list[str] = []
+    invalid = np.zeros(size, dtype=bool)
+    for field in schema.fields:
+        if field.name not in names:
+            if field.nullable:
+                missing_optional.append(field.name)
+            else:
+                problems.append(
+                    ColumnProblem(
+                        field.name,
+                        "missing_column",
+                        f"column '{field.name}' ({field.dtype}, required) is missing",
+                    )
+                )
+            continue
+        if field.name in repeated:
+            continue
+        raw = _raw_column(data, names.index(field.name))
+        column = _read(raw, field, size)
+        if isinstance(column, str):
+            problems.append(
+                ColumnProblem(field.name, "column_dtype", f"column '{field.name}' {column}")
+            )
+            continue
+        for rule, mask in _rule_masks(column, field, raw):
+            count = int(np.count_nonzero(mask))
+            if not count:
+                continue
+            invalid |= mask
+            masks.append((f"{field.name}:{rule}", mask))
+            idx = np.flatnonzero(mask)[:_EXAMPLES]
+            failures.append(
+                RuleFailure(
+                    field.name,
+                    rule,
+                    count,
+                    tuple(idx.tolist() if index is None else index[idx].tolist()),
+                    tuple(_take(raw, idx)),
+                    field.describe_rule(rule),
+                )
+            )
+    report = ValidationReport(
+        size, tuple(problems), tuple(failures), invalid, extras, tuple(missing_optional)
+    )
+    return report, masks
+
+
+def _raw_column(data: pd.DataFrame | pa.Table, position: int) -> pd.Series[Any] | pa.ChunkedArray:
+    if isinstance(data, pd.DataFrame):
+        return data.iloc[:, position]
+    return data.column(position)
+
+
+def _take(raw: pd.Series[Any] | pa.ChunkedArray, idx: NDArray[np.intp]) -> list[Any]:
+    if isinstance(raw, pd.Series):
+        return list(raw.iloc[idx].tolist())
+    return [raw[int(i)].as_py() for i in idx]  # a handful of examples, whatever the type
+
+
+def _read(raw: pd.Series[Any] | pa.ChunkedArray, field: Field, size: int) -> _Column | str:
+    """``raw`` as a :class:`_Column`, or why its storage cannot hold ``field``'s type."""
+    # pandas cannot tell NaN from a missing value: NaN is one, unless the field accepts NaN.
+    nan_is_null = not field.allow_nan
+    if isinstance(raw, pd.Series):
+        dtype = raw.dtype
+        if isinstance(dtype, np.dtype) and dtype.kind in "iufbM":
+            column = _from_numpy(raw.to_numpy(), size, nan_is_null)
+        elif isinstance(dtype, pd.DatetimeTZDtype):
+            column = _from_numpy(raw.dt.tz_convert(None).to_numpy(), size, nan_is_null)
+        elif isinstance(dtype, pd.CategoricalDtype):
+            categories = dtype.categories
+            if len(categories) and pd.api.types.infer_dtype(categories) != "string":
+                return f"holds non-string categories ({categories.dtype}), not {field.dtype}"
+            codes = raw.cat.codes.to_numpy()
+            null = codes < 0
+            column = _Column(
+                "text",
+                size,
+                null=null if null.any() else None,
+                dictionary=pa.array(np.asarray(categories, dtype=object), type=pa.string()),
+                codes=codes,
+            )
+        else:
+            try:
+                arrow = pa.array(raw, from_pandas=True)
+            except _ARROW_ERRORS:
+                if dtype != np.dtype(object):
+                    return f"holds {dtype}, not {field.dtype} values"
+                return _from_mixed(raw, field, size)
+            column = _from_arrow(arrow, size)
+    else:
+        column = _from_arrow(raw, size)
+    if (
+        isinstance(column, _Column)
+        and column.kind != "null"
+        and column.kind not in _ACCEPTS[field.dtype]
+    ):
+        return f"holds {_storage(raw)}, not {field.dtype} values"
+    return column
+
+
+def _storage(raw: pd.Series[Any] | pa.ChunkedArray) -> str:
+    return str(raw.dtype) if isinstance(raw, pd.Series) else str(raw.type)
+
+
+def _from_numpy(values: NDArray[Any], size: int, nan_is_null: bool) -> _Column | str:
+    kind = values.dtype.kind
+    if kind == "b":
+        return _Column("bool", size, values=values)
+    if kind in "iu":
+        return _Column("int", size, values=values)
+    if kind == "f":
+        if not nan_is_null:
+            return _Column("float", size, values=values)
+        null = np.isnan(values)
+        return _Column("float", size, null=null if null.any() else None, values=values)
+    unit, _ = np.datetime_data(values.dtype)
+    null = np.isnat(values)
+    if unit not in _NS_PER:
+        values, unit = values.astype("datetime64[ns]"), "ns"
+    return _Column(
+        "time", size, null=null if null.any() else None, values=values.view("int64"), unit=unit
+    )
+
+
+def _from_arrow(arrow: pa.Array | pa.ChunkedArray, size: int) -> _Column | str:
+    if isinstance(arrow, pa.ChunkedArray):
+        if pa.types.is_dictionary(arrow.type) and arrow.num_chunks != 1:
+            arrow = arrow.cast(arrow.type.value_type)
+        arrow = arrow.combine_chunks() if arrow.num_chunks != 1 else arrow.chunk(0)
+    kind_of = arrow.type
+    null = arrow.is_null().to_numpy(zero_copy_only=False) if arrow.null_count else None
+    if pa.types.is_null(kind_of):
+        return _Column("null", size, null=np.ones(size, dtype=bool))
+    if pa.types.is_dictionary(kind_of):
+        if not _is_text(kind_of.value_type):
+            return f"holds non-string categories ({kind_of.value_type})"
+        codes = pc.fill_null(arrow.indices.cast(pa.int64()), -1).to_numpy(zero_copy_only=False)
+        return _Column("text", size, null=null, dictionary=arrow.dictionary, codes=codes)
+    if _is_text(kind_of):
+        if pa.types.is_string_view(kind_of):  # few compute kernels take views
+            arrow = arrow.cast(pa.large_string())
+        return _Column("text", size, null=null, text=arrow)
+    if pa.types.is_timestamp(kind_of):
+        arrow, unit = arrow.cast(pa.int64()), kind_of.unit
+        return _Column("time", size, null=null, values=_filled(arrow, 0), unit=unit)
+    for kind, test in (
+        ("bool", pa.types.is_boolean),
+        ("int", pa.types.is_integer),
+        ("float", pa.types.is_floating),
+    ):
+        if test(kind_of):
+            fill = False if kind == "bool" else 0
+            values = _filled(arrow, fill)
+            if kind == "float" and values.dtype != np.float64:
+                values = values.astype(np.float64)
+            return _Column(kind, size, null=null, values=values)
+    return f"holds {kind_of}, which no keel dtype reads"
+
+
+def _is_text(kind: pa.DataType) -> bool:
+    return bool(
+        pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_string_view(kind)
+    )
+
+
+def _filled(arrow: pa.Array, fill: object) -> NDArray[Any]:
+    if arrow.null_count:
+        arrow = pc.fill_null(arrow, fill)
+    return np.asarray(arrow.to_numpy(zero_copy_only=False))
+
+
+def _from_mixed(raw: pd.Series[Any], field: Field, size: int) -> _Column:
+    """An object column of mixed types: values of the field's Python types are read, the others
+    are ``dtype`` failures."""
+    types = raw.map(type)
+    null = raw.isna().to_numpy()
+    if field.allow_nan:  # NaN is a value of this field, not a missing one
+        null &= ~types.isin(_FLOATS).to_numpy()
+    ok = types.isin(_PY_TYPES[field.dtype]).to_numpy() & ~null
+    wrong = ~ok & ~null
+    clean = raw.where(ok, None)
+    base = _Column("null", size, null=null if null.any() else None, wrong=wrong)
+    if field.dtype in ("int", "float"):
+        base.kind, base.values = "float", pd.to_numeric(clean, errors="coerce").to_numpy(np.float64)
+    elif field.dtype == "bool":
+        base.kind, base.values = "bool", clean.to_numpy(dtype=bool, na_value=False)
+    elif field.dtype == "timestamp":
+        stamps = pd.to_datetime(clean, utc=True).dt.tz_convert(None).to_numpy()
+        base.kind, base.unit = "time", np.datetime_data(stamps.dtype)[0]
+        base.values = stamps.view("int64")
+    else:
+        base.kind, base.text = "text", pa.array(clean, from_pandas=True, type=pa.large_string())
+    return base
+
+
+def _or(a: Mask | None, b: Mask | None) -> Mask | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return a | b
+
+
+def _rule_masks(
+    column: _Column, field: Field, raw: pd.Series[Any] | pa.ChunkedArray
+) -> list[tuple[str, Mask]]:
+    """(rule, mask of failing rows) for every rule of ``field``; each row fails at most one of
+    ``null``/``dtype``/``finite`` and value rules only see rows that passed those."""
+    masks: list[tuple[str, Mask]] = []
+    if column.kind == "null":
+        if not field.nullable:
+            masks.append(("null", np.ones(column.size, dtype=bool)))
+        return masks
+    null, wrong, values = column.null, column.wrong, column.values
+    if null is not None and not field.nullable:
+        masks.append(("null", null))
+    if field.dtype == "int" and column.kind == "float" and values is not None:
+        fractional = (values != np.trunc(values)) | np.isinf(values)
+        if null is not None:
+            fractional &= ~null
+        wrong = _or(wrong, fractional)
+    if wrong is not None:
+        masks.append(("dtype", wrong))
+    absent = _or(null, wrong)
+    if field.dtype == "float" and column.kind == "float" and not field.allow_nan:
+        assert values is not None
+        nonfinite = ~np.isfinite(values)
+        if absent is not None:
+            nonfinite &= ~absent
+        masks.append(("finite", nonfinite))
+        absent = _or(absent, nonfinite)
+    present = None if absent is None else ~absent
+
+    def keep(mask: Mask) -> Mask:
+        return mask if present is None else mask & present
+
+    if column.kind in ("int", "float", "bool", "time"):
+        assert values is not None
+        for rule, bound in (("min", field.min), ("max", field.max)):
+            if bound is None:
+                continue
+            limit = _time_limit(bound, column.unit, rule) if column.kind == "time" else bound
+            masks.append((rule, keep(values < limit if rule == "min" else values > limit)))
+        if field.allowed is not None:
+            masks.append(("allowed", keep(~np.isin(values, np.asarray(field.allowed)))))
+    else:
+        if field.allowed is not None:
+            allowed = tuple(field.allowed)
+            masks.append(("allowed", keep(_text_rule(column, lambda a: _is_in(a, allowed)))))
+        if field.pattern is not None:
+            pattern = field.pattern
+            masks.append(("pattern", keep(_text_rule(column, lambda a: _fullmatch(a, pattern)))))
+    for check in field.custom_checks:
+        series = raw if isinstance(raw, pd.Series) else raw.to_pandas()
+        masks.append(
+            (f"check:{check.name}", keep(~_run_check(field, check.name, check.fn, series)))
+        )
+    return masks
+
+
+def _time_limit(bound: object, unit: str, rule: str) -> int:
+    assert isinstance(bound, pd.Timestamp)
+    nanos, per = int(bound.value), _NS_PER[unit]
+    return -(-nanos // per) if rule == "min" else nanos // per
+
+
+def _text_rule(column: _Column, rule: Callable[[pa.Array], Mask]) -> Mask:
+    """``rule`` (a pass mask over an Arrow string array) over every row of a text column; for a
+    dictionary it runs once per category."""
+    if column.dictionary is None:
+        return ~rule(column.text)
+    assert column.codes is not None
+    lookup: Mask = np.append(rule(column.dictionary), True)  # code -1 (null) -> True
+    failing: Mask = ~lookup[column.codes]
+    return failing
+
+
+def _is_in(values: pa.Array, allowed: tuple[Any, ...]) -> Mask:
+    result = pc.is_in(values, value_set=pa.array(allowed, type=values.type))
+    return np.asarray(pc.fill_null(result, True).to_numpy(zero_copy_only=False))
+
+
+def _fullmatch(values: pa.Array, pattern: str) -> Mask:
+    try:
+        result = pc.match_substring_regex(values, pattern=f"^(?:{pattern})$")
+    except _ARROW_ERRORS:  # a pattern RE2 cannot run: Python's re, one call per value
+        match = compile_pattern(pattern).fullmatch
+        return np.array([v is None or match(v) is not None for v in values.to_pylist()], bool)
+    return np.asarray(pc.fill_null(result, True).to_numpy(zero_copy_only=False))
+
+
+def _run_check(field: Field, name: str, fn: Callable[..., Any], series: pd.Series[Any]) -> Mask:
+    try:
+        result = fn(series)
+    except Exception as error:
+        raise SchemaError(
+            f"field '{field.name}': custom check '{name}' raised {type(error).__name__}: {error}"
+        ) from error
+    if isinstance(result, pd.Series):
+        ok = result.to_numpy(dtype=bool, na_value=False)
+    else:
+        ok = np.asarray(result)
+    if not isinstance(ok, np.ndarray) or ok.shape != (len(series),) or ok.dtype != np.bool_:
+        raise SchemaError(
+            f"field '{field.name}': custom check '{name}' must return one boolean per row, "
+            f"got {ok.dtype} of shape {ok.shape} for {len(series)} rows"
+        )
+    return ok
+
+
+# -- quarantine ------------------------------------------------------------------------------------
+
+
+def _quarantine(
+    data: pd.DataFrame | pa.Table, invalid: Mask, masks: list[tuple[str, Mask]], directory: Path
+) -> Path:
+    """Write the invalid rows with their reasons to a new Parquet file; return its path."""
+    idx = np.flatnonzero(invalid)
+    matrix = np.column_stack([mask[idx] for _, mask in masks])
+    _, which = np.nonzero(matrix)  # row-major: grouped by row, rules in schema order
+    offsets = np.concatenate([[0], np.cumsum(matrix.sum(axis=1))]).astype(np.int32)
+    labels = np.array([label for label, _ in masks], dtype=object)
+    reasons = pa.ListArray.from_arrays(pa.array(offsets), pa.array(labels[which], pa.string()))
+    if isinstance(data, pd.DataFrame):
+        table = _arrow_for_quarantine(data.iloc[idx])
+    else:
+        table = data.take(pa.array(idx))
+    table = table.append_column(ROW_COLUMN, pa.array(idx, pa.int64()))
+    table = table.append_column(REASONS_COLUMN, reasons)
+    directory.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    path = directory / f"quarantine-{stamp}-{uuid.uuid4().hex[:8]}.parquet"
+    partial = path.with_suffix(".parquet.partial")
+    # Dictionary pages pay off for text, not for floats and timestamps (and cost half the time).
+    text = [f.name for f in table.schema if _is_text(f.type) or pa.types.is_dictionary(f.type)]
+    pq.write_table(table, partial, use_dictionary=text)
+    os.replace(partial, path)
+    return path
+
+
+def _arrow_for_quarantine(rows: pd.DataFrame) -> pa.Table:
+    try:
+        return pa.Table.from_pandas(rows, preserve_index=True)
+    except _ARROW_ERRORS:
+        # Object columns of mixed types cannot be stored as they are: keep their text.
+        rows = rows.copy()
+        for position in range(rows.shape[1]):
+            column = rows.iloc[:, position]
+            if column.dtype == object:
+                rows.iloc[:, position] = column.map(str, na_action="ignore")
+        return pa.Table.from_pandas(rows, preserve_index=True)
+
+
+def _show(value: Any) -> str:
+    return repr(value) if isinstance(value, str) else str(_plain(value))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        value = value.item()
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return str(value)
