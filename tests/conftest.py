@@ -1,8 +1,10 @@
-"""Shared fixtures: every metadata-backed test runs against SQLite and PostgreSQL.
+"""Shared fixtures: every metadata-backed test runs against SQLite and PostgreSQL, every
+online-store test against SQLite and Redis.
 
-PostgreSQL tests use a database created for this test session and a fresh schema per test, so
-runs never see each other's data. When no server answers they are skipped with the reason,
-unless KEEL_REQUIRE_SERVICES=1 (set by .ci/run), in which case they fail.
+PostgreSQL tests use a database created for this test session and a fresh schema per test;
+Redis tests use the database in KEEL_TEST_REDIS_URL (default 127.0.0.1:6379/14) with a key
+prefix of their own, removed afterwards. When a server does not answer its tests are skipped
+with the reason, unless KEEL_REQUIRE_SERVICES=1 (set by .ci/run), in which case they fail.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import redis
 from psycopg import sql
 
 from keel import Settings, Workspace
@@ -21,6 +24,7 @@ from keel import Settings, Workspace
 POSTGRES_ADMIN_URL = os.environ.get(
     "KEEL_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
+REDIS_TEST_URL = os.environ.get("KEEL_TEST_REDIS_URL", "redis://127.0.0.1:6379/14")
 REQUIRE_SERVICES = os.environ.get("KEEL_REQUIRE_SERVICES") == "1"
 BACKENDS = ["sqlite", "postgresql"]
 
@@ -80,3 +84,31 @@ def settings(metadata_url: str, tmp_path: Path) -> Settings:
 def workspace(settings: Settings) -> Iterator[Workspace]:
     with Workspace(settings) as ws:
         yield ws
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> str:
+    """The Redis test database URL, once it has answered a PING."""
+    client = redis.Redis.from_url(REDIS_TEST_URL, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError as error:
+        _unavailable(f"Redis is not reachable at {REDIS_TEST_URL}: {error}")
+    finally:
+        client.close()
+    return REDIS_TEST_URL
+
+
+@pytest.fixture
+def redis_url(redis_server: str) -> Iterator[str]:
+    """A Redis online-store URL with a key prefix no other test uses; its keys are removed
+    afterwards."""
+    prefix = f"keeltest{uuid.uuid4().hex[:12]}"
+    yield f"{redis_server}?prefix={prefix}"
+    client = redis.Redis.from_url(redis_server)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+        if keys:
+            client.unlink(*keys)
+    finally:
+        client.close()

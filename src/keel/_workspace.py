@@ -9,6 +9,7 @@ from typing import Any
 from keel.artifacts import ArtifactStore
 from keel.config import Settings
 from keel.data._snapshot import SnapshotStore
+from keel.features._store import FeatureStore
 from keel.flavors import LoadedModel
 from keel.registry import Registry
 from keel.store import MetadataStore
@@ -41,6 +42,15 @@ class Workspace:
         self.registry = Registry(self.store, self.artifacts, settings.registry, settings.actor)
         self.snapshots = SnapshotStore(
             self.store, self.artifacts, settings.actor, code_dir=settings.project_dir
+        )
+        self.features = FeatureStore(
+            settings.features,
+            definitions_path=settings.project_path(settings.features.definitions),
+            online_url=settings.resolved_online_url(),
+            lookup_log_dir=settings.project_path(settings.features.lookup_log_dir),
+            metadata=self.store,
+            actor=settings.actor,
+            resolve_snapshot=self.snapshots.path,
         )
 
     def start_run(
@@ -76,6 +86,7 @@ class Workspace:
         return self.registry.load(uri)
 
     def close(self) -> None:
+        self.features.close()
         self.store.close()
 
     def __enter__(self) -> Workspace:
