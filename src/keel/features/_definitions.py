@@ -66,9 +66,19 @@ def _check_name(kind: str, name: str) -> str:
 @dataclass(frozen=True)
 class ParquetSource:
     """Feature rows in a Parquet file or directory (read with DuckDB, never fully into pandas
-    unless a transformation needs it)."""
+    unless a transformation needs it). A relative ``path`` is relative to ``base_dir``, which
+    the definitions loader sets to the directory of ``features.py`` (the current directory
+    otherwise); ``base_dir`` is not part of the view's definition, so moving a project does not
+    make new view versions."""
 
     path: str
+    base_dir: str | None = field(default=None, compare=False)
+
+    def resolved(self) -> Path:
+        path = Path(self.path).expanduser()
+        if path.is_absolute() or self.base_dir is None:
+            return path
+        return Path(self.base_dir) / path
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "parquet", "path": str(Path(self.path))}

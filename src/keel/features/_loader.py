@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib.util
 import sys
 from pathlib import Path
 
 from keel.errors import FeatureDefinitionError
-from keel.features._definitions import Entity, FeatureCatalog, FeatureView, OnDemandFeature
+from keel.features._definitions import (
+    Entity,
+    FeatureCatalog,
+    FeatureView,
+    OnDemandFeature,
+    ParquetSource,
+)
 
 
 def load_definitions(path: Path) -> FeatureCatalog:
@@ -36,8 +43,22 @@ def load_definitions(path: Path) -> FeatureCatalog:
         raise FeatureDefinitionError(
             f"importing {path} failed: {type(error).__name__}: {error}"
         ) from error
+    base_dir = str(path.resolve().parent)
     return FeatureCatalog.of(
-        value
+        _anchored(value, base_dir)
         for value in vars(module).values()
         if isinstance(value, Entity | FeatureView | OnDemandFeature)
     )
+
+
+def _anchored(
+    item: Entity | FeatureView | OnDemandFeature, base_dir: str
+) -> Entity | FeatureView | OnDemandFeature:
+    """The view with a relative Parquet path resolved against the module's directory."""
+    if (
+        isinstance(item, FeatureView)
+        and isinstance(item.source, ParquetSource)
+        and item.source.base_dir is None
+    ):
+        return dataclasses.replace(item, source=dataclasses.replace(item.source, base_dir=base_dir))
+    return item

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from pathlib import Path
 
 import duckdb
 import pandas as pd
@@ -25,7 +24,7 @@ def source_path(view: FeatureView, resolve_snapshot: SnapshotResolver | None) ->
     """The Parquet path a view reads, or None for in-memory sources."""
     source = view.source
     if isinstance(source, ParquetSource):
-        path = Path(source.path)
+        path = source.resolved()
         if path.is_dir():
             return str(path / "**" / "*.parquet")
         if not path.exists():
@@ -57,7 +56,9 @@ def read_raw(
     else:
         connection = duckdb.connect()
         try:
-            frame = connection.execute("SELECT * FROM read_parquet(?)", [path]).df()
+            # Arrow, not .df(): DuckDB's pandas path trips pandas 3 deprecations.
+            relation = connection.read_parquet(path)
+            frame = relation.to_arrow_table().to_pandas()
         except duckdb.Error as error:
             raise FeatureStoreError(
                 f"feature view '{view.name}': cannot read {path}: {error}"
