@@ -9,6 +9,7 @@ import pytest
 
 from keel import Settings, Workspace
 from keel._demo import EXPERIMENT, METRIC, MODEL_NAME, REVIEWER, DemoResult, run_demo
+from keel._demo_data import FEATURES
 from keel.registry import APPROVED, CANDIDATE
 
 sqlite_only = pytest.mark.parametrize("metadata_url", ["sqlite"], indirect=True)
@@ -103,7 +104,7 @@ def test_run_demo_tracks_params_curves_inputs_and_models(demo_workspace: Workspa
         run = runs.get(run_id)
         assert run.status == "finished"
         assert set(run.metrics) >= {"accuracy", "roc_auc", "f1", "log_loss"}
-        assert set(run.inputs) == {"train", "validation"}
+        assert set(run.inputs) == {"measurements", "train", "validation"}
         assert run.inputs["train"]["num_rows"] + run.inputs["validation"]["num_rows"] == 569
         assert run.artifacts["model"]["flavor"] == "sklearn"
         assert run.seeds["seed"] == 42
@@ -118,13 +119,13 @@ def test_run_demo_tracks_params_curves_inputs_and_models(demo_workspace: Workspa
 
 @sqlite_only
 def test_run_demo_champion_loads_and_predicts(demo_workspace: Workspace) -> None:
-    from sklearn.datasets import load_breast_cancer
-
     run_demo(demo_workspace, _quiet)
 
-    features = load_breast_cancer(as_frame=True).data.head(5)
-    predictions = demo_workspace.registry.load(f"models:/{MODEL_NAME}@champion").predict(features)
-    assert len(predictions) == 5
+    online = demo_workspace.features.get_online_features(
+        [{"patient_id": p} for p in (1, 2, 3, 4, 5)], list(FEATURES)
+    )
+    model = demo_workspace.registry.load(f"models:/{MODEL_NAME}@champion")
+    assert len(model.predict(online.frame)) == 5
 
 
 def test_run_demo_under_the_four_eyes_rule_approves_as_the_reviewer(
@@ -148,14 +149,20 @@ def test_run_demo_reports_each_step_and_where_things_are(
 
     result = run_demo(demo_workspace, steps.append)
 
-    assert steps[0].startswith("loaded the breast-cancer data set")
+    assert steps[0].startswith("validated 571 delivered rows against their schema: 2 broken")
+    assert steps[1].startswith("snapshot breast-cancer-measurements ")
+    assert any(step.startswith("feature view tumor v1: point-in-time join") for step in steps)
     assert sum(step.startswith("run ") for step in steps) == 2
     assert sum(step.startswith("registered models:/breast-cancer/") for step in steps) == 2
     assert any(step.startswith(f"approved version {result.champion}") for step in steps)
-    assert steps[-2:] == [
+    assert steps[-4:-2] == [
         f"alias champion -> version {result.champion}",
         f"alias challenger -> version {result.challenger}",
     ]
+    assert steps[-2].startswith("materialized tumor into the online store")
+    assert steps[-1].startswith("scored from online features with models:/breast-cancer@champion")
+    assert result.quarantined == 2
+    assert result.features == tuple(FEATURES)
     assert result.database.endswith("keel.db")
     assert result.artifacts == str(tmp_path / "artifacts")
     assert 0 < result.wall_time_seconds < 60

@@ -7,9 +7,10 @@ from typing import Any
 from keel._packaging import Signature
 from keel._workspace import Workspace, open_workspace
 from keel.config import Settings
-from keel.data import Field, Schema
+from keel.data import Field, Schema, validate
 from keel.data._snapshot import Data, Snapshot
 from keel.errors import KeelError
+from keel.features import Entity, FeatureStore, FeatureView, OnDemandFeature
 from keel.flavors import LoadedModel
 from keel.registry import ModelVersion, Registry, load_export
 from keel.tracking import LoggedModel, Run, RunRecord
@@ -17,11 +18,15 @@ from keel.tracking import LoggedModel, Run, RunRecord
 __version__ = "0.1.0"
 
 __all__ = [
+    "Entity",
+    "FeatureStore",
+    "FeatureView",
     "Field",
     "KeelError",
     "LoadedModel",
     "LoggedModel",
     "ModelVersion",
+    "OnDemandFeature",
     "Registry",
     "Run",
     "RunRecord",
@@ -36,6 +41,7 @@ __all__ = [
     "open_workspace",
     "snapshot",
     "start_run",
+    "validate",
 ]
 
 

@@ -20,14 +20,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.datasets import load_breast_cancer
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
-from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from keel._demo_data import TARGET, DemoData, prepare, serve_from_online_store
 from keel._workspace import Workspace
 from keel.registry import APPROVED, ModelVersion
 from keel.tracking import LoggedModel, Run
@@ -40,7 +39,7 @@ SEED = 42
 # their own version. The demo plays both roles, so with the rule on it approves as this second
 # actor; the audit log then shows honestly who did what.
 REVIEWER = "keel-demo-reviewer"
-TARGET = "malignant"
+SERVED_PATIENTS = [1, 20, 21]
 
 Report = Callable[[str], None]
 
@@ -64,6 +63,12 @@ class DemoResult:
     """The other version, aliased ``challenger``."""
     approver: str
     wall_time_seconds: float
+    snapshot: str
+    """Fingerprint of the snapshot of the validated measurements."""
+    quarantined: int
+    """Delivered rows that broke the schema and went to the quarantine file."""
+    features: tuple[str, ...]
+    """What the models were trained on, from the feature store."""
     database: str
     """The metadata database (URL without password)."""
     artifacts: str
@@ -74,19 +79,11 @@ class DemoResult:
         return f"models:/{self.model_name}/{self.champion}"
 
 
-@dataclass(frozen=True)
-class _Split:
-    train: pd.DataFrame
-    valid: pd.DataFrame
-    y_train: pd.Series[Any]
-    y_valid: pd.Series[Any]
-
-
 def run_demo(workspace: Workspace, report: Report) -> DemoResult:
     """Train, track, register and promote two models in ``workspace``; ``report`` receives one
     line per step, for people to read."""
     started = time.perf_counter()
-    split = _load_data(report)
+    split = prepare(workspace, report, seed=SEED)
     trained = [
         _train(workspace, split, report, "logistic-regression", _fit_logistic_regression),
         _train(workspace, split, report, "gradient-boosting", _fit_gradient_boosting),
@@ -97,6 +94,7 @@ def run_demo(workspace: Workspace, report: Report) -> DemoResult:
             MODEL_NAME,
             logged,
             description=f"{title} on the breast-cancer data set (keel demo)",
+            features=workspace.features.lineage(split.features),
         )
         report(
             f"registered {version.uri} (semver {version.semver}, {version.status}) "
@@ -121,6 +119,7 @@ def run_demo(workspace: Workspace, report: Report) -> DemoResult:
             MODEL_NAME, alias, target.version, reason=f"keel demo: {reason}", actor=approver
         )
         report(f"alias {alias} -> version {target.version}")
+    serve_from_online_store(workspace, f"models:/{MODEL_NAME}@champion", SERVED_PATIENTS, report)
 
     return DemoResult(
         experiment=EXPERIMENT,
@@ -133,37 +132,25 @@ def run_demo(workspace: Workspace, report: Report) -> DemoResult:
         challenger=challenger.version,
         approver=approver or workspace.settings.actor,
         wall_time_seconds=time.perf_counter() - started,
+        snapshot=split.snapshot.fingerprint,
+        quarantined=split.quarantined,
+        features=tuple(split.features),
         database=workspace.store.display_url,
         artifacts=workspace.settings.resolved_artifacts_url(),
     )
 
 
-def _load_data(report: Report) -> _Split:
-
-    data = load_breast_cancer(as_frame=True)
-    features: pd.DataFrame = data.data
-    # scikit-learn codes malignant as 0; the demo predicts malignancy, the class that matters.
-    target = pd.Series((data.target == 0).astype(int), name=TARGET)
-    train, valid, y_train, y_valid = train_test_split(
-        features, target, test_size=0.25, random_state=SEED, stratify=target
-    )
-    report(
-        f"loaded the breast-cancer data set: {len(features)} rows, {features.shape[1]} features; "
-        f"stratified split (seed {SEED}): {len(train)} train / {len(valid)} validation"
-    )
-    return _Split(train=train, valid=valid, y_train=y_train, y_valid=y_valid)
-
-
 # A fit function trains on the split, logs its curve to the run and returns the fitted model.
-_Fit = Callable[[Run, _Split], Any]
+_Fit = Callable[[Run, DemoData], Any]
 
 
 def _train(
-    workspace: Workspace, split: _Split, report: Report, kind: str, fit: _Fit
+    workspace: Workspace, split: DemoData, report: Report, kind: str, fit: _Fit
 ) -> tuple[LoggedModel, float, str]:
     title = kind.replace("-", " ")
     with workspace.start_run(EXPERIMENT, name=kind, seed=SEED, tags={"demo": "quickstart"}) as run:
         run.set_tag("model_family", kind)
+        run.log_input(split.snapshot, name="measurements")
         run.log_input(split.train.assign(**{TARGET: split.y_train}), name="train")
         run.log_input(split.valid.assign(**{TARGET: split.y_valid}), name="validation")
         model = fit(run, split)
@@ -175,7 +162,7 @@ def _train(
     return logged, metrics[METRIC], title
 
 
-def _fit_logistic_regression(run: Run, split: _Split) -> Any:
+def _fit_logistic_regression(run: Run, split: DemoData) -> Any:
     """Scaled logistic regression; its curve is a learning curve: validation log loss as the
     training set grows (step = number of training rows)."""
     params = {"C": 1.0, "max_iter": 1000}
@@ -196,7 +183,7 @@ def _fit_logistic_regression(run: Run, split: _Split) -> Any:
     return model
 
 
-def _fit_gradient_boosting(run: Run, split: _Split) -> Any:
+def _fit_gradient_boosting(run: Run, split: DemoData) -> Any:
     """Histogram gradient boosting; its curve is the validation log loss after each boosting
     iteration (step = iteration)."""
     params = {"max_iter": 100, "learning_rate": 0.1, "max_leaf_nodes": 15}
@@ -208,7 +195,7 @@ def _fit_gradient_boosting(run: Run, split: _Split) -> Any:
     return model
 
 
-def _validation_metrics(model: Any, split: _Split) -> dict[str, float]:
+def _validation_metrics(model: Any, split: DemoData) -> dict[str, float]:
 
     proba = model.predict_proba(split.valid)[:, 1]
     predicted = (proba >= 0.5).astype(int)

@@ -143,3 +143,167 @@ def test_diff_with_an_unknown_snapshot_is_one_line(keel: Keel, files: tuple[Path
     keel.ok("data", "snapshot", str(files[0]), "--name", "june")
 
     assert_one_line_error(keel("data", "diff", "june", "nope"), "'nope'")
+
+
+# -- keel data validate ----------------------------------------------------------------------------
+
+SCHEMA_YAML = """\
+fields:
+  - {name: age, dtype: int, min: 0, max: 130}
+  - {name: plan, dtype: category, allowed: [basic, pro]}
+"""
+
+
+@pytest.fixture
+def contract(tmp_path: Path) -> Path:
+    path = tmp_path / "contract.yaml"
+    path.write_text(SCHEMA_YAML, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def people(tmp_path: Path) -> tuple[Path, Path]:
+    """``good.parquet`` follows the contract; ``bad.csv`` has a negative age in row 1."""
+    good = pd.DataFrame({"age": [30, 41, 57], "plan": ["basic", "pro", "pro"]})
+    good.to_parquet(tmp_path / "good.parquet")
+    good.assign(age=[30, -4, 57]).to_csv(tmp_path / "bad.csv", index=False)
+    return tmp_path / "good.parquet", tmp_path / "bad.csv"
+
+
+@sqlite_only
+def test_validate_a_valid_file_exits_zero(
+    keel: Keel, people: tuple[Path, Path], contract: Path
+) -> None:
+    output = keel.ok("data", "validate", str(people[0]), "--schema", str(contract)).stdout
+
+    assert output.strip() == "3 rows, all valid"
+
+
+@sqlite_only
+def test_validate_an_invalid_file_is_one_line_naming_the_rule(
+    keel: Keel, people: tuple[Path, Path], contract: Path
+) -> None:
+    result = keel("data", "validate", str(people[1]), "--schema", str(contract))
+
+    assert_one_line_error(result, "does not match its schema", "age", "[min]", "row 1: -4")
+
+
+@sqlite_only
+def test_validate_in_warn_mode_prints_the_failures_and_succeeds(
+    keel: Keel, people: tuple[Path, Path], contract: Path
+) -> None:
+    output = keel.ok(
+        "data", "validate", str(people[1]), "--schema", str(contract), "--mode", "warn"
+    ).stdout
+
+    assert output.startswith("3 rows, 1 invalid")
+    for fragment in ("Rule failures", "failing rows", "age", "min", "row 1: -4"):
+        assert fragment in output
+
+
+@sqlite_only
+def test_validate_in_drop_mode_quarantines_the_invalid_rows(
+    keel: Keel, project: Path, people: tuple[Path, Path], contract: Path
+) -> None:
+    output = keel.ok(
+        "data", "validate", str(people[1]), "--schema", str(contract), "--mode", "drop"
+    ).stdout
+
+    [written] = (project / ".keel" / "quarantine").glob("*.parquet")
+    assert f"quarantined 1 row to {written}" in output
+    rows = pd.read_parquet(written)
+    assert rows["age"].tolist() == [-4]
+    assert rows["_keel_reasons"].tolist()[0].tolist() == ["age:min"]
+
+
+@sqlite_only
+def test_validate_in_drop_mode_writes_to_the_quarantine_dir_given(
+    keel: Keel, tmp_path: Path, people: tuple[Path, Path], contract: Path
+) -> None:
+    target = tmp_path / "held"
+
+    result = keel.json(
+        "data",
+        "validate",
+        str(people[1]),
+        "--schema",
+        str(contract),
+        "--mode",
+        "drop",
+        "--quarantine-dir",
+        str(target),
+    )
+
+    assert result["quarantine_path"] is not None
+    assert Path(result["quarantine_path"]).parent == target
+    assert len(list(target.glob("*.parquet"))) == 1
+
+
+@sqlite_only
+def test_validate_json_is_the_report(keel: Keel, people: tuple[Path, Path], contract: Path) -> None:
+    result = keel.json(
+        "data", "validate", str(people[1]), "--schema", str(contract), "--mode", "warn"
+    )
+
+    assert result["ok"] is False
+    assert result["rows"] == 3
+    assert result["invalid_rows"] == 1
+    [failure] = result["failures"]
+    assert (failure["column"], failure["rule"], failure["count"]) == ("age", "min", 1)
+    assert failure["examples"] == [{"row": 1, "value": -4}]
+    assert result["quarantine_path"] is None
+
+
+@sqlite_only
+def test_validate_with_an_unusable_schema_file_is_one_line(
+    keel: Keel, tmp_path: Path, people: tuple[Path, Path]
+) -> None:
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("fields:\n  - {name: age, dtype: integer}\n", encoding="utf-8")
+
+    result = keel("data", "validate", str(people[0]), "--schema", str(broken))
+
+    assert_one_line_error(result, "field 'age'", "unknown dtype 'integer'")
+
+
+@sqlite_only
+def test_validate_with_a_missing_schema_file_is_one_line(
+    keel: Keel, tmp_path: Path, people: tuple[Path, Path]
+) -> None:
+    result = keel("data", "validate", str(people[0]), "--schema", str(tmp_path / "none.yaml"))
+
+    assert_one_line_error(result, "cannot read the schema file")
+
+
+@sqlite_only
+def test_validate_a_missing_data_file_is_one_line(
+    keel: Keel, tmp_path: Path, contract: Path
+) -> None:
+    result = keel("data", "validate", str(tmp_path / "none.csv"), "--schema", str(contract))
+
+    assert_one_line_error(result, "no such file")
+
+
+@sqlite_only
+def test_validate_reports_a_missing_column_in_warn_mode(
+    keel: Keel, tmp_path: Path, contract: Path
+) -> None:
+    path = tmp_path / "ages.csv"
+    pd.DataFrame({"age": [1, 2]}).to_csv(path, index=False)
+
+    result = keel.json("data", "validate", str(path), "--schema", str(contract), "--mode", "warn")
+
+    assert [(p["column"], p["rule"]) for p in result["problems"]] == [("plan", "missing_column")]
+
+
+@sqlite_only
+def test_validate_a_missing_column_in_drop_mode_is_one_line(
+    keel: Keel, project: Path, tmp_path: Path, contract: Path
+) -> None:
+    path = tmp_path / "ages.csv"
+    pd.DataFrame({"age": [1, 2]}).to_csv(path, index=False)
+
+    result = keel("data", "validate", str(path), "--schema", str(contract), "--mode", "drop")
+
+    assert_one_line_error(result, "column 'plan' (category, required) is missing")
+    assert not (project / ".keel" / "quarantine").exists()

@@ -9,6 +9,7 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 
 from keel import Workspace
 from keel.errors import KeelError, ModelNotFound, ModelVersionNotFound, RegistryError, RunNotFound
+from keel.store import _tables as t
 
 
 def test_versions_are_numbered_from_one_per_model(
@@ -216,3 +217,27 @@ def test_the_audit_log_of_an_unknown_model_or_version_is_an_error(
     workspace.registry.register("iris", iris_model, input_example=iris[0])
     with pytest.raises(ModelVersionNotFound):
         workspace.registry.audit_log("iris", 5)
+
+
+@pytest.mark.parametrize(
+    "signature",
+    [
+        {"output": {}},  # no inputs: a KeyError
+        {"inputs": {"fields": [{"name": "x", "dtype": "complex"}]}, "output": {}},  # SchemaError
+    ],
+)
+def test_an_unreadable_stored_signature_names_the_version(
+    workspace: Workspace,
+    iris: tuple[pd.DataFrame, pd.Series],
+    iris_model: LogisticRegression,
+    signature: dict[str, object],
+) -> None:
+    workspace.registry.register("iris", iris_model, input_example=iris[0])
+    with workspace.store.write() as connection:
+        connection.execute(
+            t.model_versions.update()
+            .where(t.model_versions.c.name == "iris")
+            .values(signature=signature)
+        )
+    with pytest.raises(KeelError, match="model 'iris' version 1 has an unreadable signature"):
+        workspace.registry.get_version("iris", 1)

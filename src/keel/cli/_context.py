@@ -35,7 +35,8 @@ class CliState:
 
     @property
     def target_dir(self) -> Path:
-        """The directory commands that create a project (``init``, ``demo``) write into."""
+        """The project directory, without opening it: where ``init`` and ``demo`` create a
+        project, and under which ``data validate`` quarantines rows by default."""
         return project_directory(self.project_dir)
 
 

@@ -1,24 +1,50 @@
-"""``keel data``: snapshot a data set, show snapshots, and compare two of them."""
+"""``keel data``: snapshot a data set, show snapshots, compare two of them, and validate a file
+against a schema."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Annotated, Any
 
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv
+import pyarrow.parquet as pq
 import typer
 from rich.console import Console
 
-from keel.cli._context import console, open_workspace
-from keel.cli._output import add_row, local_time, number, print_fields, print_json, table
-from keel.data._profile import ColumnProfile
-from keel.data._profile_diff import ColumnChange
-from keel.data._snapshot import Snapshot, SnapshotDiff
+from keel.cli._context import console, open_workspace, state
+from keel.cli._output import (
+    add_row,
+    local_time,
+    number,
+    print_fields,
+    print_json,
+    print_tables,
+    table,
+)
+from keel.data import (
+    ColumnChange,
+    ColumnProfile,
+    DataValidationWarning,
+    Schema,
+    Snapshot,
+    SnapshotDiff,
+    ValidationReport,
+    validate,
+)
+from keel.data._report import show as show_value
+from keel.data._validate import Mode
+from keel.errors import DataError
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 # Leading characters of a fingerprint shown in tables (any 8 or more are accepted as a ref).
 SHORT = 16
 # Top values shown per column in `keel data show`.
 SHOWN_VALUES = 3
+# Where `keel data validate --mode drop` writes invalid rows, under the project directory.
+QUARANTINE_DIR = Path(".keel", "quarantine")
 
 
 def build() -> typer.Typer:
@@ -28,6 +54,7 @@ def build() -> typer.Typer:
     group.command("snapshot")(snapshot)
     group.command("show")(show)
     group.command("diff")(diff)
+    group.command("validate")(validate_file)
     return group
 
 
@@ -101,6 +128,78 @@ def diff(
         print_json(result.to_dict())
         return
     _print_diff(console(ctx), result)
+
+
+def validate_file(
+    ctx: typer.Context,
+    path: Annotated[
+        Path, typer.Argument(metavar="PATH", help="A Parquet (.parquet, .pq) or CSV file.")
+    ],
+    schema_file: Annotated[
+        Path,
+        typer.Option(
+            "--schema", metavar="SCHEMA_FILE", help="The schema, as a .yaml, .yml or .json file."
+        ),
+    ],
+    mode: Annotated[
+        Mode,
+        typer.Option(
+            help="raise: exit 1 on any invalid row; drop: quarantine invalid rows (exit 1 if a "
+            "whole column is wrong); warn: report them and exit 0."
+        ),
+    ] = "raise",
+    quarantine_dir: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="DIR",
+            help="Where --mode drop writes invalid rows (default: the project's .keel/quarantine).",
+            file_okay=False,
+            show_default=False,
+        ),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Check the data at PATH against a schema file: types, nulls and every field rule."""
+    schema = Schema.load(schema_file)
+    frame = _read_frame(path)
+    if mode == "drop" and quarantine_dir is None:
+        quarantine_dir = state(ctx).target_dir / QUARANTINE_DIR
+    with warnings.catch_warnings():
+        # --mode warn reports through the table below, not through Python's warnings.
+        warnings.simplefilter("ignore", DataValidationWarning)
+        result = validate(frame, schema, mode, quarantine_dir)
+    if as_json:
+        quarantine = None if result.quarantine_path is None else str(result.quarantine_path)
+        print_json({**result.report.to_dict(), "quarantine_path": quarantine})
+        return
+    out = console(ctx)
+    _print_report(out, result.report)
+    if result.quarantine_path is not None:
+        out.print()
+        count = result.report.invalid_count
+        out.print(
+            f"quarantined {count} row{'s' if count != 1 else ''} to {result.quarantine_path}",
+            markup=False,
+        )
+
+
+# -- reading files ---------------------------------------------------------------------------------
+
+
+def _read_frame(path: Path) -> pd.DataFrame:
+    """A Parquet or CSV file as pandas reads it (a pandas-written index comes back as the
+    index, so row labels in the report are the file's own)."""
+    suffix = path.suffix.lower()
+    if suffix not in (".parquet", ".pq", ".csv"):
+        raise DataError(f"cannot validate {path}: only .parquet, .pq and .csv files are read")
+    if not path.is_file():
+        raise DataError(f"cannot validate {path}: no such file")
+    try:
+        read = pyarrow.csv.read_csv if suffix == ".csv" else pq.read_table
+        frame: pd.DataFrame = read(path).to_pandas()
+    except (pa.ArrowException, OSError) as error:
+        raise DataError(f"cannot read {path}: {error}") from None
+    return frame
 
 
 # -- formatting ------------------------------------------------------------------------------------
@@ -244,3 +343,18 @@ def _distribution(change: ColumnChange) -> str:
     if change.gone_values:
         parts.append("gone: " + ", ".join(str(v) for v in change.gone_values[:SHOWN_VALUES]))
     return "; ".join(parts)
+
+
+def _print_report(out: Console, report: ValidationReport) -> None:
+    out.print(report.summary().splitlines()[0], markup=False)
+    problems = table("column", "rule", "problem", title="Column problems")
+    for problem in report.problems:
+        add_row(problems, problem.column, problem.rule, problem.message)
+    failures = table("column", "rule", "failing rows", "examples", title="Rule failures")
+    for failure in report.failures:
+        examples = ", ".join(
+            f"row {row}: {show_value(value)}"
+            for row, value in zip(failure.rows, failure.values, strict=True)
+        )
+        add_row(failures, failure.column, failure.rule, f"{failure.count:,}", examples)
+    print_tables(out, problems, failures)

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
+from keel._demo_data import SNAPSHOT_NAME, VIEW
 from keel.cli._context import console, open_workspace, state
 from keel.config import CONFIG_FILE_NAME, write_config_template
 
@@ -53,6 +54,14 @@ def demo(ctx: typer.Context) -> None:
         (f"{prefix} models card {champion_uri}", "the champion's model card"),
         (f"{prefix} models audit {model}", "who changed what, when and why"),
         (f"{prefix} models export {champion_uri} ./{model}", "a self-contained copy"),
+        (f"{prefix} data show {SNAPSHOT_NAME}", "the snapshot's schema, profile and lineage"),
+        (f"{prefix} features list", "the feature view and its version"),
+        (
+            f"{prefix} features get -f {VIEW}:mean_radius -f radius_ratio --entity "
+            + shlex.quote('{"patient_id": 1}'),
+            "a patient's features from the online store",
+        ),
+        (f"{prefix} features skew", "online lookups recomputed offline, compared per feature"),
     ]
     out.print()
     out.print(

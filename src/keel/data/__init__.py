@@ -1,35 +1,49 @@
-"""Data contracts: schemas declared once and used for training frames, requests and signatures."""
+"""Data contracts: schemas declared once and used for training frames, requests and signatures;
+snapshots of data sets with their profiles, and the drift between two of them."""
 
 from keel.data._jsonschema import JSONSchema, to_json_schema
+from keel.data._profile import ColumnProfile, Frequencies, Histogram, Profile, profile
+from keel.data._profile_diff import ColumnChange, ProfileDiff, profile_diff
 from keel.data._record import RecordProblem, RecordValidator
-from keel.data._schema import DTYPES, Check, DType, Field, Schema, SchemaDiff, infer_dtype
-from keel.data._validate import (
+from keel.data._report import (
     ColumnProblem,
     DataValidationWarning,
     RuleFailure,
     ValidationReport,
     ValidationResult,
-    check_matches,
-    validate,
 )
+from keel.data._schema import DTYPES, Check, DType, Field, Schema, SchemaDiff, infer_dtype
+from keel.data._snapshot import Snapshot, SnapshotDiff, SnapshotStore
+from keel.data._validate import check_matches, validate
 
 __all__ = [
     "DTYPES",
     "Check",
+    "ColumnChange",
     "ColumnProblem",
+    "ColumnProfile",
     "DType",
     "DataValidationWarning",
     "Field",
+    "Frequencies",
+    "Histogram",
     "JSONSchema",
+    "Profile",
+    "ProfileDiff",
     "RecordProblem",
     "RecordValidator",
     "RuleFailure",
     "Schema",
     "SchemaDiff",
+    "Snapshot",
+    "SnapshotDiff",
+    "SnapshotStore",
     "ValidationReport",
     "ValidationResult",
     "check_matches",
     "infer_dtype",
+    "profile",
+    "profile_diff",
     "to_json_schema",
     "validate",
 ]

@@ -25,7 +25,6 @@ Rule semantics shared by every validator:
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -36,9 +35,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
-import yaml
 from pandas.api import types as ptypes
 
+from keel.data._schema_io import dump_json, dump_yaml, parse_file, parse_json, parse_yaml
 from keel.errors import SchemaError
 
 if TYPE_CHECKING:
@@ -474,62 +473,28 @@ class Schema:
         return cls(tuple(Field.from_dict(item, checks) for item in data["fields"]))
 
     def to_yaml(self) -> str:
-        data = self.to_dict()
-        text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
-        if yaml.safe_load(text) != data:  # PyYAML mangles a few characters (NEL, LS, PS) unescaped
-            text = yaml.safe_dump(data, sort_keys=False)
-        return text
+        return dump_yaml(self.to_dict())
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2)
+        return dump_json(self.to_dict())
 
     @classmethod
     def from_yaml(cls, source: str | Path, *, checks: Checks | None = None) -> Schema:
         """A schema from YAML text or a ``.yaml``/``.yml`` file."""
-        text = _read_source(source, (".yaml", ".yml"))
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as error:
-            raise SchemaError(f"the schema is not valid YAML: {error}") from error
-        return cls.from_dict(data, checks)
+        return cls.from_dict(parse_yaml(source), checks)
 
     @classmethod
     def from_json(cls, source: str | Path, *, checks: Checks | None = None) -> Schema:
         """A schema from JSON text or a ``.json`` file."""
-        text = _read_source(source, (".json",))
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise SchemaError(f"the schema is not valid JSON: {error}") from error
-        return cls.from_dict(data, checks)
+        return cls.from_dict(parse_json(source), checks)
 
     @classmethod
     def load(cls, path: str | Path, *, checks: Checks | None = None) -> Schema:
         """A schema file, read as YAML (``.yaml``/``.yml``) or JSON (``.json``) by its suffix."""
-        path = Path(path)
-        suffix = path.suffix.lower()
-        if suffix in (".yaml", ".yml"):
-            return cls.from_yaml(path, checks=checks)
-        if suffix == ".json":
-            return cls.from_json(path, checks=checks)
-        raise SchemaError(f"{path}: a schema file ends in .yaml, .yml or .json")
+        return cls.from_dict(parse_file(path), checks)
 
     def to_json_schema(self, title: str | None = None) -> JSONSchema:
         """A JSON Schema (draft 2020-12) describing one record of this schema."""
         from keel.data._jsonschema import to_json_schema
 
         return to_json_schema(self, title=title)
-
-
-def _read_source(source: str | Path, suffixes: tuple[str, ...]) -> str:
-    """The text of ``source``: a Path, a one-line string naming a file with one of ``suffixes``,
-    or the text itself."""
-    is_path = isinstance(source, Path) or (
-        "\n" not in source and Path(source).suffix.lower() in suffixes
-    )
-    if not is_path:
-        return str(source)
-    try:
-        return Path(source).read_text(encoding="utf-8")
-    except OSError as error:
-        raise SchemaError(f"cannot read the schema file {source}: {error}") from error

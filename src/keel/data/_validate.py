@@ -7,8 +7,8 @@
 
 Every rule runs column at a time on NumPy arrays or with ``pyarrow.compute`` (RE2 for patterns),
 never one Python call per row. Two fallbacks are slower but still per column: an object column
-holding values of mixed types is classified with ``Series.map(type)``, and a pattern RE2 cannot
-compile (look-arounds, back-references) runs through Python's ``re``.
+holding values of mixed types is classified with ``Series.map(type)`` (see ``_columns``), and a
+pattern RE2 cannot compile (look-arounds, back-references) runs through Python's ``re``.
 
 Problems come in two sizes. *Column problems* (``report.problems``) concern the whole frame: a
 required column is missing, an unexpected column is present (``extra="forbid"``), or a column's
@@ -18,168 +18,53 @@ fractional value in an int field, NaN/Inf, out of range, not allowed, no pattern
 custom check. A missing nullable column is accepted (as in a record, where the key may be absent)
 and listed in ``report.missing_optional``.
 
-Row indexes in a report are the frame's index labels for pandas and positions for Arrow.
+Row indexes in a report are the frame's index labels for pandas and positions for Arrow. The
+report types live in ``_report``; reading a column into arrays lives in ``_columns``.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import uuid
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from numpy.typing import NDArray
 
+from keel.data._columns import (
+    ARROW_ERRORS,
+    NS_PER,
+    Column,
+    Mask,
+    is_text,
+    raw_column,
+    read,
+    take,
+)
+from keel.data._report import (
+    ColumnProblem,
+    DataValidationWarning,
+    Frame,
+    RuleFailure,
+    ValidationReport,
+    ValidationResult,
+)
 from keel.data._schema import Field, Schema, SchemaDiff, compile_pattern
 from keel.errors import DataValidationError, SchemaError, SchemaMismatch
 
 Mode = Literal["raise", "drop", "warn"]
 Extra = Literal["ignore", "forbid"]
-Frame = TypeVar("Frame", pd.DataFrame, pa.Table)
-Mask = NDArray[np.bool_]
 
 REASONS_COLUMN = "_keel_reasons"
 ROW_COLUMN = "_keel_row"
 _EXAMPLES = 5
-_ARROW_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError)
-_NUMBERS: set[type] = {int, float} | {
-    t for t in set(np.sctypeDict.values()) if issubclass(t, np.integer | np.floating)
-}
-_FLOATS = {t for t in _NUMBERS if issubclass(t, float | np.floating)}
-_PY_TYPES: dict[str, set[type]] = {
-    "int": _NUMBERS,
-    "bool": {bool, np.bool_},
-    "string": {str, np.str_},
-    "timestamp": {datetime, pd.Timestamp, np.datetime64},
-}
-_PY_TYPES["float"] = _PY_TYPES["int"]
-_PY_TYPES["category"] = _PY_TYPES["string"]
-_ACCEPTS = {
-    "int": {"int", "float"},
-    "float": {"int", "float"},
-    "bool": {"bool"},
-    "string": {"text"},
-    "category": {"text"},
-    "timestamp": {"time"},
-}
-_NS_PER = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "ns": 1}
-
-
-class DataValidationWarning(UserWarning):
-    """Emitted once by ``validate(..., mode="warn")`` when data breaks its schema."""
-
-
-# -- the report ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ColumnProblem:
-    """A problem with a whole column: ``missing_column``, ``extra_column`` or ``column_dtype``."""
-
-    column: str
-    rule: str
-    message: str
-
-
-@dataclass(frozen=True)
-class RuleFailure:
-    """Rows of one column that broke one rule, with up to five examples."""
-
-    column: str
-    rule: str
-    count: int
-    rows: tuple[Any, ...]
-    values: tuple[Any, ...]
-    message: str
-
-
-@dataclass(frozen=True, eq=False)
-class ValidationReport:
-    """What a batch did wrong: column problems, then rule failures per column and rule.
-
-    ``invalid_rows`` is a boolean mask over the input rows, True where any rule failed.
-    """
-
-    rows: int
-    problems: tuple[ColumnProblem, ...]
-    failures: tuple[RuleFailure, ...]
-    invalid_rows: Mask
-    extra_columns: tuple[str, ...] = ()
-    missing_optional: tuple[str, ...] = ()
-
-    @property
-    def ok(self) -> bool:
-        return not (self.problems or self.failures)
-
-    @property
-    def invalid_count(self) -> int:
-        return int(np.count_nonzero(self.invalid_rows))
-
-    def failure(self, column: str, rule: str) -> RuleFailure | None:
-        for item in self.failures:
-            if item.column == column and item.rule == rule:
-                return item
-        return None
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready form (example values become plain numbers, strings or ISO timestamps)."""
-        return {
-            "ok": self.ok,
-            "rows": self.rows,
-            "invalid_rows": self.invalid_count,
-            "problems": [vars(p).copy() for p in self.problems],
-            "failures": [
-                {
-                    "column": f.column,
-                    "rule": f.rule,
-                    "count": f.count,
-                    "examples": [
-                        {"row": _plain(r), "value": _plain(v)}
-                        for r, v in zip(f.rows, f.values, strict=True)
-                    ],
-                    "message": f.message,
-                }
-                for f in self.failures
-            ],
-            "extra_columns": list(self.extra_columns),
-            "missing_optional": list(self.missing_optional),
-        }
-
-    def summary(self) -> str:
-        """A few lines for a log or an exception: the totals, then one line per problem."""
-        if self.ok:
-            return f"{self.rows:,} rows, all valid"
-        share = f" ({self.invalid_count / self.rows:.2%})" if self.rows else ""
-        lines = [f"{self.rows:,} rows, {self.invalid_count:,} invalid{share}"]
-        lines += [f"- {p.message}" for p in self.problems]
-        for f in self.failures:
-            examples = ", ".join(
-                f"row {r}: {_show(v)}" for r, v in zip(f.rows, f.values, strict=True)
-            )
-            lines.append(
-                f"- {f.column}: {f.count:,} row{'s' if f.count != 1 else ''} where the value "
-                f"{f.message} [{f.rule}] (e.g. {examples})"
-            )
-        return "\n".join(lines)
-
-
-@dataclass(frozen=True)
-class ValidationResult(Generic[Frame]):
-    """``valid``: the input (``raise``/``warn``) or its valid rows (``drop``)."""
-
-    valid: Frame
-    report: ValidationReport
-    quarantine_path: Path | None = None
 
 
 # -- entry points ----------------------------------------------------------------------------------
@@ -241,26 +126,6 @@ def check_matches(frame: pd.DataFrame, schema: Schema, what: str = "input") -> N
 # -- evaluation ------------------------------------------------------------------------------------
 
 
-@dataclass
-class _Column:
-    """One column in a form the rules can read.
-
-    ``kind`` is the storage: ``int``/``float``/``bool`` (``values`` holds numbers), ``time``
-    (``values`` holds int64 in ``unit`` since the epoch, UTC), ``text`` (``text`` holds an Arrow
-    string array, or ``dictionary`` + ``codes`` with -1 for null) or ``null`` (no values).
-    """
-
-    kind: str
-    size: int
-    null: Mask | None = None
-    wrong: Mask | None = None
-    values: NDArray[Any] | None = None
-    unit: str = "ns"
-    text: Any = None
-    dictionary: Any = None
-    codes: NDArray[np.integer[Any]] | None = None
-
-
 def _evaluate(
     data: pd.DataFrame | pa.Table, schema: Schema, extra: Extra
 ) -> tuple[ValidationReport, list[tuple[str, Mask]]]:
@@ -301,8 +166,8 @@ def _evaluate(
             continue
         if field.name in repeated:
             continue
-        raw = _raw_column(data, names.index(field.name))
-        column = _read(raw, field, size)
+        raw = raw_column(data, names.index(field.name))
+        column = read(raw, field, size)
         if isinstance(column, str):
             problems.append(
                 ColumnProblem(field.name, "column_dtype", f"column '{field.name}' {column}")
@@ -321,7 +186,7 @@ def _evaluate(
                     rule,
                     count,
                     tuple(idx.tolist() if index is None else index[idx].tolist()),
-                    tuple(_take(raw, idx)),
+                    tuple(take(raw, idx)),
                     field.describe_rule(rule),
                 )
             )
@@ -329,155 +194,6 @@ def _evaluate(
         size, tuple(problems), tuple(failures), invalid, extras, tuple(missing_optional)
     )
     return report, masks
-
-
-def _raw_column(data: pd.DataFrame | pa.Table, position: int) -> pd.Series[Any] | pa.ChunkedArray:
-    if isinstance(data, pd.DataFrame):
-        return data.iloc[:, position]
-    return data.column(position)
-
-
-def _take(raw: pd.Series[Any] | pa.ChunkedArray, idx: NDArray[np.intp]) -> list[Any]:
-    if isinstance(raw, pd.Series):
-        return list(raw.iloc[idx].tolist())
-    return [raw[int(i)].as_py() for i in idx]  # a handful of examples, whatever the type
-
-
-def _read(raw: pd.Series[Any] | pa.ChunkedArray, field: Field, size: int) -> _Column | str:
-    """``raw`` as a :class:`_Column`, or why its storage cannot hold ``field``'s type."""
-    # pandas cannot tell NaN from a missing value: NaN is one, unless the field accepts NaN.
-    nan_is_null = not field.allow_nan
-    if isinstance(raw, pd.Series):
-        dtype = raw.dtype
-        if isinstance(dtype, np.dtype) and dtype.kind in "iufbM":
-            column = _from_numpy(raw.to_numpy(), size, nan_is_null)
-        elif isinstance(dtype, pd.DatetimeTZDtype):
-            column = _from_numpy(raw.dt.tz_convert(None).to_numpy(), size, nan_is_null)
-        elif isinstance(dtype, pd.CategoricalDtype):
-            categories = dtype.categories
-            if len(categories) and pd.api.types.infer_dtype(categories) != "string":
-                return f"holds non-string categories ({categories.dtype}), not {field.dtype}"
-            codes = raw.cat.codes.to_numpy()
-            null = codes < 0
-            column = _Column(
-                "text",
-                size,
-                null=null if null.any() else None,
-                dictionary=pa.array(np.asarray(categories, dtype=object), type=pa.string()),
-                codes=codes,
-            )
-        else:
-            try:
-                arrow = pa.array(raw, from_pandas=True)
-            except _ARROW_ERRORS:
-                if dtype != np.dtype(object):
-                    return f"holds {dtype}, not {field.dtype} values"
-                return _from_mixed(raw, field, size)
-            column = _from_arrow(arrow, size)
-    else:
-        column = _from_arrow(raw, size)
-    if (
-        isinstance(column, _Column)
-        and column.kind != "null"
-        and column.kind not in _ACCEPTS[field.dtype]
-    ):
-        return f"holds {_storage(raw)}, not {field.dtype} values"
-    return column
-
-
-def _storage(raw: pd.Series[Any] | pa.ChunkedArray) -> str:
-    return str(raw.dtype) if isinstance(raw, pd.Series) else str(raw.type)
-
-
-def _from_numpy(values: NDArray[Any], size: int, nan_is_null: bool) -> _Column | str:
-    kind = values.dtype.kind
-    if kind == "b":
-        return _Column("bool", size, values=values)
-    if kind in "iu":
-        return _Column("int", size, values=values)
-    if kind == "f":
-        if not nan_is_null:
-            return _Column("float", size, values=values)
-        null = np.isnan(values)
-        return _Column("float", size, null=null if null.any() else None, values=values)
-    unit, _ = np.datetime_data(values.dtype)
-    null = np.isnat(values)
-    if unit not in _NS_PER:
-        values, unit = values.astype("datetime64[ns]"), "ns"
-    return _Column(
-        "time", size, null=null if null.any() else None, values=values.view("int64"), unit=unit
-    )
-
-
-def _from_arrow(arrow: pa.Array | pa.ChunkedArray, size: int) -> _Column | str:
-    if isinstance(arrow, pa.ChunkedArray):
-        if pa.types.is_dictionary(arrow.type) and arrow.num_chunks != 1:
-            arrow = arrow.cast(arrow.type.value_type)
-        arrow = arrow.combine_chunks() if arrow.num_chunks != 1 else arrow.chunk(0)
-    kind_of = arrow.type
-    null = arrow.is_null().to_numpy(zero_copy_only=False) if arrow.null_count else None
-    if pa.types.is_null(kind_of):
-        return _Column("null", size, null=np.ones(size, dtype=bool))
-    if pa.types.is_dictionary(kind_of):
-        if not _is_text(kind_of.value_type):
-            return f"holds non-string categories ({kind_of.value_type})"
-        codes = pc.fill_null(arrow.indices.cast(pa.int64()), -1).to_numpy(zero_copy_only=False)
-        return _Column("text", size, null=null, dictionary=arrow.dictionary, codes=codes)
-    if _is_text(kind_of):
-        if pa.types.is_string_view(kind_of):  # few compute kernels take views
-            arrow = arrow.cast(pa.large_string())
-        return _Column("text", size, null=null, text=arrow)
-    if pa.types.is_timestamp(kind_of):
-        arrow, unit = arrow.cast(pa.int64()), kind_of.unit
-        return _Column("time", size, null=null, values=_filled(arrow, 0), unit=unit)
-    for kind, test in (
-        ("bool", pa.types.is_boolean),
-        ("int", pa.types.is_integer),
-        ("float", pa.types.is_floating),
-    ):
-        if test(kind_of):
-            fill = False if kind == "bool" else 0
-            values = _filled(arrow, fill)
-            if kind == "float" and values.dtype != np.float64:
-                values = values.astype(np.float64)
-            return _Column(kind, size, null=null, values=values)
-    return f"holds {kind_of}, which no keel dtype reads"
-
-
-def _is_text(kind: pa.DataType) -> bool:
-    return bool(
-        pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_string_view(kind)
-    )
-
-
-def _filled(arrow: pa.Array, fill: object) -> NDArray[Any]:
-    if arrow.null_count:
-        arrow = pc.fill_null(arrow, fill)
-    return np.asarray(arrow.to_numpy(zero_copy_only=False))
-
-
-def _from_mixed(raw: pd.Series[Any], field: Field, size: int) -> _Column:
-    """An object column of mixed types: values of the field's Python types are read, the others
-    are ``dtype`` failures."""
-    types = raw.map(type)
-    null = raw.isna().to_numpy()
-    if field.allow_nan:  # NaN is a value of this field, not a missing one
-        null &= ~types.isin(_FLOATS).to_numpy()
-    ok = types.isin(_PY_TYPES[field.dtype]).to_numpy() & ~null
-    wrong = ~ok & ~null
-    clean = raw.where(ok, None)
-    base = _Column("null", size, null=null if null.any() else None, wrong=wrong)
-    if field.dtype in ("int", "float"):
-        base.kind, base.values = "float", pd.to_numeric(clean, errors="coerce").to_numpy(np.float64)
-    elif field.dtype == "bool":
-        base.kind, base.values = "bool", clean.to_numpy(dtype=bool, na_value=False)
-    elif field.dtype == "timestamp":
-        stamps = pd.to_datetime(clean, utc=True).dt.tz_convert(None).to_numpy()
-        base.kind, base.unit = "time", np.datetime_data(stamps.dtype)[0]
-        base.values = stamps.view("int64")
-    else:
-        base.kind, base.text = "text", pa.array(clean, from_pandas=True, type=pa.large_string())
-    return base
 
 
 def _or(a: Mask | None, b: Mask | None) -> Mask | None:
@@ -489,7 +205,7 @@ def _or(a: Mask | None, b: Mask | None) -> Mask | None:
 
 
 def _rule_masks(
-    column: _Column, field: Field, raw: pd.Series[Any] | pa.ChunkedArray
+    column: Column, field: Field, raw: pd.Series[Any] | pa.ChunkedArray
 ) -> list[tuple[str, Mask]]:
     """(rule, mask of failing rows) for every rule of ``field``; each row fails at most one of
     ``null``/``dtype``/``finite`` and value rules only see rows that passed those."""
@@ -547,11 +263,11 @@ def _rule_masks(
 
 def _time_limit(bound: object, unit: str, rule: str) -> int:
     assert isinstance(bound, pd.Timestamp)
-    nanos, per = int(bound.value), _NS_PER[unit]
+    nanos, per = int(bound.value), NS_PER[unit]
     return -(-nanos // per) if rule == "min" else nanos // per
 
 
-def _text_rule(column: _Column, rule: Callable[[pa.Array], Mask]) -> Mask:
+def _text_rule(column: Column, rule: Callable[[pa.Array], Mask]) -> Mask:
     """``rule`` (a pass mask over an Arrow string array) over every row of a text column; for a
     dictionary it runs once per category."""
     if column.dictionary is None:
@@ -570,7 +286,7 @@ def _is_in(values: pa.Array, allowed: tuple[Any, ...]) -> Mask:
 def _fullmatch(values: pa.Array, pattern: str) -> Mask:
     try:
         result = pc.match_substring_regex(values, pattern=f"^(?:{pattern})$")
-    except _ARROW_ERRORS:  # a pattern RE2 cannot run: Python's re, one call per value
+    except ARROW_ERRORS:  # a pattern RE2 cannot run: Python's re, one call per value
         match = compile_pattern(pattern).fullmatch
         return np.array([v is None or match(v) is not None for v in values.to_pylist()], bool)
     return np.asarray(pc.fill_null(result, True).to_numpy(zero_copy_only=False))
@@ -619,7 +335,7 @@ def _quarantine(
     path = directory / f"quarantine-{stamp}-{uuid.uuid4().hex[:8]}.parquet"
     partial = path.with_suffix(".parquet.partial")
     # Dictionary pages pay off for text, not for floats and timestamps (and cost half the time).
-    text = [f.name for f in table.schema if _is_text(f.type) or pa.types.is_dictionary(f.type)]
+    text = [f.name for f in table.schema if is_text(f.type) or pa.types.is_dictionary(f.type)]
     pq.write_table(table, partial, use_dictionary=text)
     os.replace(partial, path)
     return path
@@ -628,7 +344,7 @@ def _quarantine(
 def _arrow_for_quarantine(rows: pd.DataFrame) -> pa.Table:
     try:
         return pa.Table.from_pandas(rows, preserve_index=True)
-    except _ARROW_ERRORS:
+    except ARROW_ERRORS:
         # Object columns of mixed types cannot be stored as they are: keep their text.
         rows = rows.copy()
         for position in range(rows.shape[1]):
@@ -636,19 +352,3 @@ def _arrow_for_quarantine(rows: pd.DataFrame) -> pa.Table:
             if column.dtype == object:
                 rows.iloc[:, position] = column.map(str, na_action="ignore")
         return pa.Table.from_pandas(rows, preserve_index=True)
-
-
-def _show(value: Any) -> str:
-    return repr(value) if isinstance(value, str) else str(_plain(value))
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        value = value.item()
-    if value is None or isinstance(value, bool | int | str):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else str(value)
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    return str(value)

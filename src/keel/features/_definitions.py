@@ -165,6 +165,12 @@ class FeatureView:
         if self.ttl <= timedelta(0):
             raise FeatureDefinitionError(f"feature view '{self.name}' needs a positive ttl")
         reserved = {*self.join_keys, self.timestamp_column}
+        names = [f.name for f in self.features]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise FeatureDefinitionError(
+                f"feature view '{self.name}' declares {', '.join(repeated)} more than once"
+            )
         for feature in self.features:
             _check_name("feature", feature.name)
             if feature.name in reserved:

@@ -23,7 +23,11 @@ def to_utc(series: pd.Series[Any], column: str, naive: NaiveRule) -> pd.Series[A
     """``series`` as ``datetime64[ns, UTC]``; refuses naive values under the ``reject`` rule and
     anything that is not a timestamp."""
     if not pd.api.types.is_datetime64_any_dtype(series.dtype):
-        if series.dtype == object and len(series) and isinstance(series.dropna().iloc[0], datetime):
+        present = series.dropna()
+        if series.dtype == object and present.empty:  # only nulls: no zone to check
+            empty: pd.Series[Any] = pd.to_datetime(series, utc=True).astype("datetime64[ns, UTC]")
+            return empty
+        if series.dtype == object and isinstance(present.iloc[0], datetime):
             series = pd.to_datetime(series, utc=False)
         else:
             raise TimestampError(column, f"holds {series.dtype}, not timestamps")

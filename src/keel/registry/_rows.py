@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
 from keel._packaging import Signature
-from keel.errors import KeelError, ModelNotFound, ModelVersionNotFound
+from keel.errors import KeelError, ModelNotFound, ModelVersionNotFound, SchemaError
 from keel.registry._models import ModelVersion
 from keel.store import _tables as t
 from keel.store import now
@@ -94,7 +94,7 @@ def aliases_by_model(connection: Connection, name: str | None = None) -> dict[st
 def version_from_row(row: Row[Any], aliases: dict[str, int]) -> ModelVersion:
     try:
         signature = Signature.from_dict(row.signature)
-    except (KeyError, ValueError, TypeError) as error:
+    except (KeyError, ValueError, TypeError, SchemaError) as error:
         raise KeelError(
             f"model '{row.name}' version {row.version} has an unreadable signature: {error}"
         ) from error
