@@ -11,7 +11,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from keel import Workspace, load_export
-from keel.errors import ArtifactCorrupted, ArtifactNotFound, KeelError
+from keel.errors import ArtifactCorrupted, ArtifactNotFound, KeelError, SchemaMismatch
 from keel.flavors import KeelVersionWarning
 from keel.store import _tables as t
 
@@ -147,3 +147,30 @@ def test_export_refuses_a_non_empty_directory_without_force(
         workspace.registry.export(champion, tmp_path / "export")
     workspace.registry.export(champion, tmp_path / "export", force=True)
     assert (tmp_path / "export" / "model.bin").exists()
+
+
+def test_scoring_data_that_no_longer_matches_the_signature_is_refused_with_the_list(
+    workspace: Workspace, champion: str, iris: tuple[pd.DataFrame, pd.Series]
+) -> None:
+    frame = iris[0].drop(columns=["petal width (cm)"])
+    frame["sepal length (cm)"] = frame["sepal length (cm)"].astype(str)
+    model = workspace.registry.load(champion)
+    with pytest.raises(SchemaMismatch) as caught:
+        model.predict(frame)
+    assert caught.value.problems == [
+        "missing column 'petal width (cm)' (float)",
+        "column 'sepal length (cm)' changed type string -> float",
+    ]
+    assert "input of models:/iris/1 does not match" in str(caught.value)
+
+
+def test_extra_and_reordered_columns_are_fitted_to_the_signature(
+    workspace: Workspace,
+    champion: str,
+    iris: tuple[pd.DataFrame, pd.Series],
+    iris_model: LogisticRegression,
+) -> None:
+    frame = iris[0]
+    shuffled = frame[list(reversed(frame.columns))].assign(request_id=range(len(frame)))
+    predictions = workspace.registry.load(champion).predict(shuffled)
+    np.testing.assert_array_equal(predictions, iris_model.predict(frame))

@@ -14,7 +14,7 @@ from keel.data._report import (
 )
 from keel.data._schema import DTYPES, Check, DType, Field, Schema, SchemaDiff, infer_dtype
 from keel.data._snapshot import Snapshot, SnapshotDiff, SnapshotStore
-from keel.data._validate import check_matches, validate
+from keel.data._validate import check_matches, conform, validate
 
 __all__ = [
     "DTYPES",
@@ -41,6 +41,7 @@ __all__ = [
     "ValidationReport",
     "ValidationResult",
     "check_matches",
+    "conform",
     "infer_dtype",
     "profile",
     "profile_diff",

@@ -123,6 +123,15 @@ def check_matches(frame: pd.DataFrame, schema: Schema, what: str = "input") -> N
         raise SchemaMismatch(what, problems)
 
 
+def conform(frame: pd.DataFrame, schema: Schema, what: str = "input") -> pd.DataFrame:
+    """``frame`` checked with :func:`check_matches` and reduced to the schema's columns in the
+    schema's order (columns the schema does not use are left out; absent nullable ones stay
+    absent), ready for a model trained on that schema."""
+    check_matches(frame, schema, what)
+    present = set(frame.columns)
+    return frame[[name for name in schema.names if name in present]]
+
+
 # -- evaluation ------------------------------------------------------------------------------------
 
 

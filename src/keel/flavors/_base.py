@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import warnings
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any, ClassVar
@@ -135,6 +136,9 @@ class LoadedModel:
     flavor: Flavor
     model: Any
     library_versions: dict[str, str] = field(default_factory=dict)
+    #: prepares every frame before the model sees it; the registry sets it to refuse frames that
+    #: no longer match the version's signature and to put the columns in signature order
+    conform: Callable[[pd.DataFrame], pd.DataFrame] | None = None
 
     @property
     def flavor_name(self) -> str:
@@ -149,10 +153,13 @@ class LoadedModel:
         return self.flavor.classes(self.model)
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray[Any, Any]:
-        return self.flavor.predict(self.model, frame)
+        return self.flavor.predict(self.model, self._conformed(frame))
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray[Any, Any] | None:
-        return self.flavor.predict_proba(self.model, frame)
+        return self.flavor.predict_proba(self.model, self._conformed(frame))
+
+    def _conformed(self, frame: pd.DataFrame) -> pd.DataFrame:
+        return frame if self.conform is None else self.conform(frame)
 
 
 def warn_on_version_drift(flavor: Flavor, recorded: dict[str, str]) -> None:

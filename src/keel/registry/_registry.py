@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import sqlalchemy as sa
 from keel._packaging import Signature, package_model
 from keel.artifacts import ArtifactStore
 from keel.config import RegistrySettings
+from keel.data import conform
 from keel.errors import (
     AliasConflict,
     AliasNotFound,
@@ -239,7 +241,11 @@ class Registry:
 
     def load_version(self, version: ModelVersion) -> LoadedModel:
         data = self._artifacts.get_bytes(version.artifact_digest, size=version.artifact_size)
-        return load_model(version.flavor, data, version.library_versions)
+        loaded = load_model(version.flavor, data, version.library_versions)
+        loaded.conform = functools.partial(
+            conform, schema=version.signature.inputs, what=f"input of {version.uri}"
+        )
+        return loaded
 
     # -- changing --------------------------------------------------------------------------------
 
