@@ -29,7 +29,8 @@ import redis
 from _common import machine
 from keel.data import Field
 from keel.features import DataFrameSource, Entity, FeatureCatalog, FeatureView
-from keel.features._online import LookupLog, OnlineFeatures, get_online_features
+from keel.features._lookups import LookupLog
+from keel.features._online import OnlineFeatures, get_online_features
 from keel.features.online import OnlineStore, encode_key, open_online_store
 from keel.features.online._sqlite import CACHE_KIB, MMAP_BYTES
 

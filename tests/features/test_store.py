@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 
 import pandas as pd
@@ -13,7 +13,14 @@ from keel import Settings, Workspace
 from keel.config import FeatureSettings
 from keel.data import Field
 from keel.errors import FeatureDefinitionError
-from keel.features import DataFrameSource, Entity, FeatureView, OnDemandFeature
+from keel.features import (
+    DataFrameSource,
+    Entity,
+    FeatureCatalog,
+    FeatureRef,
+    FeatureView,
+    OnDemandFeature,
+)
 
 CUSTOMER = Entity("customer", join_keys=("customer_id",))
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -161,6 +168,83 @@ def test_a_transformation_changed_after_materializing_is_reported_as_skew(
     workspace.features.use([spend_view(monthly), BASKET_RATIO])
     report = workspace.features.skew()
     assert [(f.feature, f.mismatches) for f in report.features] == [("spend:spend_per_day", 2)]
+
+
+NOW = T0 + timedelta(days=5)
+ROWS = [{"customer_id": 1, "basket": 40.0}, {"customer_id": 2, "basket": 2.0}]
+
+
+class CountingCatalog(FeatureCatalog):
+    """A catalog that counts how often a feature list is resolved."""
+
+    resolved = 0
+
+    def resolve(self, references: Iterable[str]) -> tuple[list[FeatureRef], list[OnDemandFeature]]:
+        self.resolved += 1
+        return super().resolve(references)
+
+
+def test_repeated_lookups_resolve_the_catalog_once(workspace: Workspace) -> None:
+    catalog = CountingCatalog.of([spend_view(), BASKET_RATIO])
+    assert isinstance(catalog, CountingCatalog)
+    workspace.features.use(catalog)
+    workspace.features.apply()
+    workspace.features.materialize("spend", end=NOW)
+
+    features = ["spend:*", "basket_ratio"]
+    first = workspace.features.get_online_features(ROWS, features, now=NOW)
+    again = workspace.features.get_online_features(ROWS, features, now=NOW)
+    other = workspace.features.get_online_features(ROWS, ["spend:spend_7d"], now=NOW)
+
+    pd.testing.assert_frame_equal(first.frame, again.frame)
+    assert first.frame["basket_ratio"].tolist() == pytest.approx([2.0, 2.0])
+    assert other.frame.columns.tolist() == ["spend_7d"]
+    assert catalog.resolved == 2  # once per feature list
+
+
+def test_changed_definitions_take_effect_on_the_next_lookup(workspace: Workspace) -> None:
+    workspace.features.apply()
+    workspace.features.materialize("spend", end=NOW)
+    features = ["spend:spend_7d", "basket_ratio"]
+    before = workspace.features.get_online_features(ROWS, features, now=NOW)
+
+    doubled = OnDemandFeature(
+        name="basket_ratio",
+        inputs=("basket", "spend:spend_per_day"),
+        outputs=(Field("basket_ratio", "float"),),
+        function=lambda f: pd.DataFrame({"basket_ratio": 2 * f["basket"] / f["spend_per_day"]}),
+    )
+    workspace.features.use([spend_view(), doubled])
+    after_use = workspace.features.get_online_features(ROWS, features, now=NOW)
+    workspace.features.apply([spend_view(), BASKET_RATIO])
+    after_apply = workspace.features.get_online_features(ROWS, features, now=NOW)
+
+    assert before.frame["basket_ratio"].tolist() == pytest.approx([2.0, 2.0])
+    assert after_use.frame["basket_ratio"].tolist() == pytest.approx([4.0, 4.0])
+    assert after_apply.frame["basket_ratio"].tolist() == pytest.approx([2.0, 2.0])
+
+
+def test_lookups_after_close_use_the_reopened_store_and_log(workspace: Workspace) -> None:
+    workspace.features.apply()
+    workspace.features.materialize("spend", end=NOW)
+    before = workspace.features.get_online_features(ROWS, ["spend:spend_7d"], now=NOW)
+
+    workspace.features.close()
+    after = workspace.features.get_online_features(ROWS, ["spend:spend_7d"], now=NOW)
+
+    pd.testing.assert_frame_equal(before.frame, after.frame)
+    assert len(workspace.features.read_lookups()) == 4  # neither record went to a closed log
+
+
+def test_record_is_passed_through(workspace: Workspace) -> None:
+    workspace.features.apply()
+    workspace.features.materialize("spend", end=NOW)
+
+    workspace.features.get_online_features(ROWS, ["spend:spend_7d"], now=NOW, record=False)
+    assert workspace.features.read_lookups().empty  # the rate is 1, but this call said no
+
+    workspace.features.get_online_features(ROWS, ["spend:spend_7d"], now=NOW, record=True)
+    assert len(workspace.features.read_lookups()) == 2
 
 
 def test_a_model_version_records_the_features_it_was_trained_on(workspace: Workspace) -> None:

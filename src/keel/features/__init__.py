@@ -13,9 +13,16 @@ from keel.features._definitions import (
     ParquetSource,
     SnapshotSource,
 )
-from keel.features._materialize import MaterializeResult, materialize, materialize_incremental
+from keel.features._lookups import LookupLog, read_lookups
+from keel.features._materialize import (
+    MaterializeResult,
+    Watermark,
+    materialize,
+    materialize_incremental,
+    read_watermark,
+)
 from keel.features._offline import get_training_frame
-from keel.features._online import LookupLog, OnlineResult, get_online_features, read_lookups
+from keel.features._online import OnlineFeatures, OnlineResult, ViewFreshness, get_online_features
 from keel.features._registry import AppliedView, FeatureRegistry, ViewVersion
 from keel.features._skew import FeatureSkew, SkewReport, check_skew
 from keel.features._store import FeatureStore
@@ -35,15 +42,19 @@ __all__ = [
     "LookupLog",
     "MaterializeResult",
     "OnDemandFeature",
+    "OnlineFeatures",
     "OnlineResult",
     "ParquetSource",
     "SkewReport",
     "SnapshotSource",
+    "ViewFreshness",
     "ViewVersion",
+    "Watermark",
     "check_skew",
     "get_online_features",
     "get_training_frame",
     "materialize",
     "materialize_incremental",
     "read_lookups",
+    "read_watermark",
 ]

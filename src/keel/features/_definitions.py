@@ -328,6 +328,7 @@ class FeatureCatalog:
         """Split requested features into view features (``view:*`` expanded) and on-demand
         features, checking every name exists."""
         view_refs: list[FeatureRef] = []
+        seen: set[FeatureRef] = set()  # the same references as view_refs, for membership tests
         on_demand: list[OnDemandFeature] = []
         for text in references:
             if ":" not in text:
@@ -341,12 +342,15 @@ class FeatureCatalog:
             ref = FeatureRef.parse(text)
             view = self.view(ref.view)
             names = view.feature_names if ref.feature == "*" else (view.feature(ref.feature).name,)
-            view_refs += [
-                FeatureRef(view.name, n) for n in names if FeatureRef(view.name, n) not in view_refs
-            ]
+            for name in names:
+                each = FeatureRef(view.name, name)
+                if each not in seen:
+                    seen.add(each)
+                    view_refs.append(each)
         for feature in on_demand:  # their view inputs must be fetched too
             for ref in feature.view_inputs:
                 self.view(ref.view).feature(ref.feature)
-                if ref not in view_refs:
+                if ref not in seen:
+                    seen.add(ref)
                     view_refs.append(ref)
         return view_refs, on_demand

@@ -10,6 +10,7 @@ fs.skew().ok
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -20,10 +21,11 @@ import pandas as pd
 from keel.config import FeatureSettings
 from keel.features._definitions import Entity, FeatureCatalog, FeatureView, OnDemandFeature
 from keel.features._loader import load_definitions
+from keel.features._lookups import LookupLog
+from keel.features._lookups import read_lookups as _read_lookups
 from keel.features._materialize import MaterializeResult, materialize, materialize_incremental
 from keel.features._offline import get_training_frame
-from keel.features._online import EntityRows, LookupLog, OnlineResult, Request, get_online_features
-from keel.features._online import read_lookups as _read_lookups
+from keel.features._online import EntityRows, OnlineFeatures, OnlineResult, Request
 from keel.features._registry import AppliedView, FeatureRegistry
 from keel.features._skew import SkewReport, check_skew
 from keel.features._sources import SnapshotResolver
@@ -32,12 +34,17 @@ from keel.store import MetadataStore
 
 Definition = Entity | FeatureView | OnDemandFeature
 
+#: Resolved feature lists kept for online lookups; the least recently used is dropped beyond it.
+LOOKUP_CACHE_SIZE = 64
+
 
 class FeatureStore:
     """One project's feature store, built by the workspace from ``[features]`` settings.
 
     Definitions come from the project's definitions module (``features.py``) unless given with
-    :meth:`use` or :meth:`apply`. The online store is opened on first use.
+    :meth:`use` or :meth:`apply`. The online store is opened on first use. Online lookups keep
+    each requested feature list resolved (an :class:`OnlineFeatures` per list) until the
+    definitions change or the store is closed.
     """
 
     def __init__(
@@ -61,6 +68,9 @@ class FeatureStore:
         self._catalog: FeatureCatalog | None = None
         self._online: OnlineStore | None = None
         self._lookup_log: LookupLog | None = None
+        # One resolved lookup per tuple of requested features, least recently used first.
+        self._lookups: dict[tuple[str, ...], OnlineFeatures] = {}
+        self._lookups_lock = threading.Lock()
 
     # -- definitions -----------------------------------------------------------------------------
 
@@ -77,6 +87,7 @@ class FeatureStore:
             if isinstance(definitions, FeatureCatalog)
             else FeatureCatalog.of(definitions)
         )
+        self._forget_lookups()
         return self._catalog
 
     def apply(
@@ -165,19 +176,38 @@ class FeatureStore:
         *,
         request: Request | None = None,
         now: datetime | None = None,
+        record: bool | None = None,
     ) -> OnlineResult:
         """Features for each entity row from the online store, one round trip per view;
-        a sampled fraction of lookups is recorded for :meth:`skew`."""
-        return get_online_features(
-            entity_rows,
-            features,
+        a sampled fraction of lookups is recorded for :meth:`skew` (``record=True`` records
+        this one whatever the rate, ``record=False`` never)."""
+        return self._lookup(features).get(entity_rows, request=request, now=now, record=record)
+
+    def _lookup(self, features: Sequence[str]) -> OnlineFeatures:
+        """The resolved lookup of ``features``, built on first use of that feature list."""
+        key = tuple(features)
+        with self._lookups_lock:
+            lookup = self._lookups.pop(key, None)
+            if lookup is not None:
+                self._lookups[key] = lookup  # now the most recently used
+                return lookup
+        lookup = OnlineFeatures(
             self.catalog,
             self.online,
-            request=request,
-            now=now,
+            key,
             log=self.lookup_log,
             naive=self._settings.naive_timestamps,
         )
+        with self._lookups_lock:
+            self._lookups[key] = lookup
+            while len(self._lookups) > LOOKUP_CACHE_SIZE:
+                del self._lookups[next(iter(self._lookups))]
+        return lookup
+
+    def _forget_lookups(self) -> None:
+        """Drop resolved lookups: they hold the catalog, store and log they were built with."""
+        with self._lookups_lock:
+            self._lookups.clear()
 
     # -- skew ------------------------------------------------------------------------------------
 
@@ -198,6 +228,7 @@ class FeatureStore:
         )
 
     def close(self) -> None:
+        self._forget_lookups()
         if self._lookup_log is not None:
             self._lookup_log.close()
             self._lookup_log = None

@@ -14,7 +14,8 @@ import pytest
 
 from keel.data import Field
 from keel.features import DataFrameSource, Entity, FeatureCatalog, FeatureView, OnDemandFeature
-from keel.features._online import LookupLog, get_online_features, read_lookups
+from keel.features._lookups import LookupLog, read_lookups
+from keel.features._online import OnlineFeatures, get_online_features
 from keel.features.online import OnlineStore, open_online_store
 
 T0 = pd.Timestamp("2026-01-01", tz="UTC")
@@ -56,11 +57,16 @@ def store(tmp_path: Path) -> Iterator[OnlineStore]:
         yield online
 
 
-def _lookup(store: OnlineStore, log: LookupLog, ids: list[int] | None = None) -> pd.DataFrame:
+def _lookup(
+    store: OnlineStore,
+    log: LookupLog,
+    ids: list[int] | None = None,
+    *,
+    record: bool | None = None,
+) -> pd.DataFrame:
     rows = [{"customer_id": i, "basket": 1.0} for i in (ids or [1, 2, 3])]
-    result = get_online_features(
-        rows, ["spend:spend", "spend:seen", "double"], CATALOG, store, now=NOW, log=log
-    )
+    features = ["spend:spend", "spend:seen", "double"]
+    result = get_online_features(rows, features, CATALOG, store, now=NOW, log=log, record=record)
     return result.frame
 
 
@@ -110,6 +116,36 @@ def test_a_rate_of_zero_records_nothing(store: OnlineStore, tmp_path: Path) -> N
 
     assert log.written == 0
     assert read_lookups(tmp_path / "lookups").empty
+
+
+def test_record_true_records_a_call_whatever_the_rate(store: OnlineStore, tmp_path: Path) -> None:
+    with LookupLog(tmp_path / "lookups", 0.0) as log:
+        _lookup(store, log, record=True)
+        _lookup(store, log)  # sampled at the rate: not recorded
+
+    lookups = read_lookups(tmp_path / "lookups")
+    assert log.written == 3
+    assert lookups["entity.customer_id"].tolist() == [1, 2, 3]
+    assert lookups["lookup_id"].nunique() == 1
+
+
+def test_record_false_never_records_a_call(store: OnlineStore, tmp_path: Path) -> None:
+    with LookupLog(tmp_path / "lookups", 1.0) as log:
+        for _ in range(5):
+            frame = _lookup(store, log, record=False)
+
+    assert frame["spend"].tolist()[0] == 10.0
+    assert log.written == 0
+    assert read_lookups(tmp_path / "lookups").empty
+
+
+def test_a_forced_record_without_a_log_is_no_error(store: OnlineStore) -> None:
+    rows = [{"customer_id": 1, "basket": 1.0}]
+    lookup = OnlineFeatures(CATALOG, store, ["spend:spend", "double"])
+
+    result = lookup.get(rows, now=NOW, record=True)
+
+    assert result.frame["double_spend"].tolist() == [21.0]
 
 
 def test_sampled_calls_are_recorded_whole(store: OnlineStore, tmp_path: Path) -> None:
@@ -193,7 +229,7 @@ def test_a_failing_directory_does_not_break_the_lookup(
     blocked.write_text("a file where the log directory should be")
     log = LookupLog(blocked, 1.0, flush_every=1)
 
-    with caplog.at_level(logging.WARNING, logger="keel.features._online"):
+    with caplog.at_level(logging.WARNING, logger="keel.features._lookups"):
         frame = _lookup(store, log)
         log.close()  # the writer thread or close() meets the bad directory
 
@@ -220,7 +256,7 @@ def test_a_value_that_cannot_be_logged_is_counted_not_raised(
         ]
     )
 
-    with caplog.at_level(logging.ERROR, logger="keel.features._online"):
+    with caplog.at_level(logging.ERROR, logger="keel.features._lookups"):
         result = get_online_features(rows, ["odd_feature"], catalog, store, now=NOW, log=log)
         log.close()
 

@@ -5,9 +5,9 @@ from keel.features.online._base import (
     OnlineRows,
     OnlineStore,
     display_url,
-    encode_key,
     open_online_store,
 )
+from keel.features.online._codec import encode_key
 from keel.features.online._sqlite import SQLiteOnlineStore
 
 __all__ = [

@@ -12,13 +12,10 @@ import orjson
 import redis
 
 from keel.errors import FeatureStoreError, OnlineStoreUnavailable
-from keel.features.online._base import (
-    EntityKeys,
+from keel.features.online._base import EntityKeys, OnlineRows, OnlineStore, display_url
+from keel.features.online._codec import (
     LayoutCache,
-    OnlineRows,
-    OnlineStore,
     assemble,
-    display_url,
     encode_keys,
     encode_rows,
     event_nanoseconds,
@@ -59,7 +56,7 @@ class RedisOnlineStore(OnlineStore):
         store = RedisOnlineStore("redis://:secret@cache.internal:6379/0?prefix=churn")
 
     Each (view, entity key) is one string ``PREFIX:VIEW:KEY`` holding the event timestamp (20
-    digits) followed by the encoded row (see :mod:`keel.features.online._base`); the feature
+    digits) followed by the encoded row (see :mod:`keel.features.online._codec`); the feature
     names of each layout are kept in the hash ``PREFIX:VIEW:~layouts``. A read is one ``MGET``
     of every key asked for (one round trip, one command); a write sends chunks of rows to a
     Lua script that keeps the newer row per key, several chunks per pipelined round trip. The

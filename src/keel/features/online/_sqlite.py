@@ -12,11 +12,9 @@ from typing import Any
 import orjson
 
 from keel.errors import FeatureStoreError, OnlineStoreUnavailable
-from keel.features.online._base import (
-    EntityKeys,
+from keel.features.online._base import EntityKeys, OnlineRows, OnlineStore
+from keel.features.online._codec import (
     LayoutCache,
-    OnlineRows,
-    OnlineStore,
     assemble,
     encode_keys,
     encode_rows,
@@ -60,7 +58,7 @@ class SQLiteOnlineStore(OnlineStore):
         store = SQLiteOnlineStore("sqlite:////srv/project/.keel/online.db")
 
     One table holds a row per (view, entity key) with its event timestamp and its features
-    encoded together (see :mod:`keel.features.online._base`); a write is one transaction of
+    encoded together (see :mod:`keel.features.online._codec`); a write is one transaction of
     ``INSERT ... ON CONFLICT DO UPDATE ... WHERE excluded.ts >= ts``; a read is one
     ``SELECT ... WHERE key IN (...)`` per 512 keys. Each thread gets its own connection (WAL
     mode, so readers never wait for a writer); writers from several processes queue on the
