@@ -166,3 +166,20 @@ def test_run_demo_reports_each_step_and_where_things_are(
     assert result.database.endswith("keel.db")
     assert result.artifacts == str(tmp_path / "artifacts")
     assert 0 < result.wall_time_seconds < 60
+
+
+@sqlite_only
+def test_run_demo_leaves_a_skew_free_feature_store_and_model_lineage(
+    demo_workspace: Workspace,
+) -> None:
+    result = run_demo(demo_workspace, _quiet)
+
+    report = demo_workspace.features.skew()
+    assert report.lookup_rows == 3
+    assert report.ok
+    assert {f.feature for f in report.features} >= {"tumor:mean_radius", "radius_ratio"}
+    champion = demo_workspace.registry.get_version(MODEL_NAME, result.champion)
+    assert {"feature": "tumor:mean_radius", "view": "tumor", "view_version": 1} in (
+        champion.features
+    )
+    assert champion.inputs["measurements"] == result.snapshot

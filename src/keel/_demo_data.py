@@ -193,7 +193,10 @@ def serve_from_online_store(
         f"materialized {VIEW} into the online store {features.online.url}: "
         f"{result.rows_written} patients written"
     )
-    online = features.get_online_features([{"patient_id": p} for p in patients], FEATURES)
+    # recorded whatever the sampling rate, so `keel features skew` has these lookups to check
+    online = features.get_online_features(
+        [{"patient_id": p} for p in patients], FEATURES, record=True
+    )
     model = workspace.registry.load(uri)
     proba = model.predict_proba(online.frame)
     assert proba is not None, "the demo's models are classifiers"
