@@ -79,6 +79,29 @@ class FeatureSettings(BaseModel):
         return value
 
 
+class ServingSettings(BaseModel):
+    """How `keel serve` answers and records predictions."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = "127.0.0.1"
+    """Interface the server listens on."""
+    port: int = Field(8080, ge=0, le=65535)
+    """Port the server listens on (0 picks a free one)."""
+    workers: int = Field(1, ge=1)
+    """Server worker processes."""
+    prediction_log_dir: str = ".keel/predictions"
+    """Where prediction and feedback logs are written (segments, then Parquet)."""
+    fsync: Literal["never", "interval", "always"] = "interval"
+    """When log writes are forced to disk: never (the OS decides), every fsync_interval_seconds,
+    or on every group write. Entries always reach the OS before their response is sent."""
+    fsync_interval_seconds: float = Field(1.0, gt=0)
+    segment_max_bytes: int = Field(64 * 1024 * 1024, ge=1024)
+    """A log segment is closed and handed to compaction when it reaches this size."""
+    max_request_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    """Requests with a larger body are refused with 413."""
+
+
 class Settings(BaseSettings):
     """Everything keel needs to know about where it runs.
 
@@ -101,6 +124,7 @@ class Settings(BaseSettings):
     tracking: TrackingSettings = Field(default_factory=TrackingSettings)
     registry: RegistrySettings = Field(default_factory=RegistrySettings)
     features: FeatureSettings = Field(default_factory=FeatureSettings)
+    serving: ServingSettings = Field(default_factory=ServingSettings)
 
     @field_validator("project_dir")
     @classmethod
@@ -316,6 +340,21 @@ naive_timestamps = "reject"
 # Fraction of online lookups recorded for `keel features skew`, and where they are written.
 lookup_sample_rate = 0.01
 lookup_log_dir = ".keel/feature-lookups"
+
+[serving]
+# Where `keel serve` listens, and how many worker processes it runs.
+host = "127.0.0.1"
+port = 8080
+workers = 1
+# Prediction and feedback logs: append-only segments, compacted into Parquet by endpoint and date.
+prediction_log_dir = ".keel/predictions"
+# Entries reach the OS before their response is sent; fsync forces them to disk:
+# "never" (the OS decides), "interval" (every fsync_interval_seconds) or "always".
+fsync = "interval"
+fsync_interval_seconds = 1.0
+segment_max_bytes = 67108864
+# Request bodies larger than this are refused with 413.
+max_request_bytes = 8388608
 """
 
 
