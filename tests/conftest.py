@@ -14,12 +14,21 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import hypothesis
 import psycopg
 import pytest
 import redis
 from psycopg import sql
 
 from keel import Settings, Workspace
+
+# CI shares two cores with services and, in development, with other jobs: timing-based
+# hypothesis checks (per-example deadlines, "too slow" data generation) fail there without
+# anything being wrong. Properties are still checked on fresh random examples every run.
+hypothesis.settings.register_profile(
+    "keel", deadline=None, suppress_health_check=[hypothesis.HealthCheck.too_slow]
+)
+hypothesis.settings.load_profile("keel")
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "KEEL_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
