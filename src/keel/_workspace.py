@@ -12,6 +12,7 @@ from keel.data._snapshot import SnapshotStore
 from keel.features._store import FeatureStore
 from keel.flavors import LoadedModel
 from keel.registry import Registry
+from keel.serving import DeploymentStore
 from keel.store import MetadataStore
 from keel.tracking import Run, RunQueries
 
@@ -40,6 +41,7 @@ class Workspace:
             raise
         self.runs = RunQueries(self.store)
         self.registry = Registry(self.store, self.artifacts, settings.registry, settings.actor)
+        self.deployments = DeploymentStore(self.store, self.registry, settings.actor)
         self.snapshots = SnapshotStore(
             self.store, self.artifacts, settings.actor, code_dir=settings.project_dir
         )

@@ -35,10 +35,16 @@ or of the CLI: adapters map them to status codes and exit codes.
     │   ├── DataValidationError        data broke its schema's rules (carries the report)
     │   ├── SchemaMismatch             data's columns no longer match a model's signature
     │   └── SnapshotNotFound           no snapshot with that name or fingerprint
-    └── FeatureStoreError
-        ├── FeatureDefinitionError     a definition that cannot work, or an unknown reference
-        ├── TimestampError             naive timestamps where a zone is required, unparsable
-        └── OnlineStoreUnavailable     the online store cannot be reached
+    ├── FeatureStoreError
+    │   ├── FeatureDefinitionError     a definition that cannot work, or an unknown reference
+    │   ├── TimestampError             naive timestamps where a zone is required, unparsable
+    │   └── OnlineStoreUnavailable     the online store cannot be reached
+    └── ServingError
+        ├── EndpointNotFound           no endpoint with that name (also a NotFoundError)
+        ├── RevisionNotFound           the endpoint has no deployment revision with that number
+        └── DeploymentError            a deployment change that cannot be made
+            ├── EndpointExists         creating an endpoint under a name already taken
+            └── InvalidPolicy          a traffic-policy field with a bad value (names the field)
 """
 
 from __future__ import annotations
@@ -289,3 +295,48 @@ class OnlineStoreUnavailable(FeatureStoreError):
     def __init__(self, url: str, reason: str) -> None:
         self.url = url
         super().__init__(f"cannot reach the online store {url}: {reason}")
+
+
+# -- serving ---------------------------------------------------------------------------------------
+
+
+class ServingError(KeelError):
+    """Base of endpoint, deployment and request-path failures."""
+
+
+class EndpointNotFound(ServingError, NotFoundError):
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"no endpoint named '{name}' (list them with `keel endpoints list`)")
+
+
+class RevisionNotFound(ServingError, NotFoundError):
+    def __init__(self, endpoint: str, revision: int, current: int) -> None:
+        self.endpoint = endpoint
+        self.revision = revision
+        super().__init__(
+            f"endpoint '{endpoint}' has no revision {revision}: its revisions are 1 to {current} "
+            f"(see `keel endpoints history {endpoint}`)"
+        )
+
+
+class DeploymentError(ServingError):
+    """A change to an endpoint's deployment that cannot be made; the message says why."""
+
+
+class EndpointExists(DeploymentError):
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(
+            f"an endpoint named '{name}' already exists; change it with "
+            f"`keel endpoints set {name}` or pick another name"
+        )
+
+
+class InvalidPolicy(DeploymentError):
+    """A traffic-policy field with a value that cannot work; ``field`` names it."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        self.field = field
+        self.problem = problem
+        super().__init__(f"invalid deployment policy: {field} {problem}")

@@ -227,3 +227,32 @@ feature_materializations = sa.Table(
     sa.Column("updated_at", Timestamp, nullable=False),
     sa.ForeignKeyConstraint(["view", "version"], ["feature_views.name", "feature_views.version"]),
 )
+
+# -- serving (migration 0004) ---------------------------------------------------------------------
+
+# A named endpoint and the number of its live deployment revision. The counter is bumped inside
+# the transaction that writes the revision, with the endpoint's row locked, so revisions are
+# numbered 1, 2, 3... per endpoint with no gaps or duplicates under concurrent changes.
+endpoints = sa.Table(
+    "endpoints",
+    metadata,
+    sa.Column("name", sa.String(255), primary_key=True),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("created_by", sa.String(255), nullable=False),
+    sa.Column("description", sa.Text),
+    sa.Column("current_revision", sa.Integer, nullable=False),
+)
+
+# Every traffic policy an endpoint has had; rows are never changed, a change adds a revision.
+deployment_revisions = sa.Table(
+    "deployment_revisions",
+    metadata,
+    sa.Column("endpoint", sa.String(255), sa.ForeignKey("endpoints.name"), primary_key=True),
+    sa.Column("revision", sa.Integer, primary_key=True),
+    sa.Column("policy", sa.JSON, nullable=False),
+    # create, set or rollback: lets history read without joining the audit log.
+    sa.Column("action", sa.String(16), nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("created_by", sa.String(255), nullable=False),
+    sa.Column("reason", sa.Text),
+)

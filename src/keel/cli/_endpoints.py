@@ -1,0 +1,266 @@
+"""``keel endpoints``: endpoints and their deployment revisions (create, change, roll back)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from keel.cli._context import console, open_workspace
+from keel.cli._output import add_row, local_time, print_fields, print_json, table
+from keel.serving import DefaultPrediction, Endpoint, PinnedModel, Revision, TrafficPolicy
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+Name = Annotated[str, typer.Argument(metavar="NAME", help="The endpoint's name.")]
+Reason = Annotated[str | None, typer.Option(help="Why: recorded with the revision and audited.")]
+MaxBatchSize = Annotated[
+    int | None,
+    typer.Option(
+        metavar="N", help="Most rows a micro-batch groups (default 32).", show_default=False
+    ),
+]
+MaxBatchWait = Annotated[
+    float | None,
+    typer.Option(
+        "--max-batch-wait-ms",
+        metavar="MS",
+        help="Longest a micro-batch waits for company, in ms; 0 turns batching off (default 2).",
+        show_default=False,
+    ),
+]
+TimeoutMs = Annotated[
+    int | None,
+    typer.Option(
+        "--timeout-ms", metavar="MS", help="Bound on a prediction, in ms.", show_default=False
+    ),
+]
+Features = Annotated[
+    bool | None,
+    typer.Option(
+        "--features/--no-features",
+        help="Let requests carry only entity keys; features come from the feature store.",
+        show_default=False,
+    ),
+]
+
+
+def build() -> typer.Typer:
+    group = typer.Typer(no_args_is_help=True, help="Serving endpoints and their deployments.")
+    group.command("create")(create)
+    group.command("show")(show)
+    group.command("set")(set_endpoint)
+    group.command("list")(list_endpoints)
+    group.command("history")(history)
+    group.command("rollback")(rollback)
+    return group
+
+
+def create(
+    ctx: typer.Context,
+    name: Name,
+    model: Annotated[
+        str,
+        typer.Option(
+            "--model", metavar="URI", help="models:/NAME/VERSION or models:/NAME@ALIAS to serve."
+        ),
+    ],
+    description: Annotated[str | None, typer.Option(help="What the endpoint is for.")] = None,
+    max_batch_size: MaxBatchSize = None,
+    max_batch_wait_ms: MaxBatchWait = None,
+    timeout_ms: TimeoutMs = None,
+    features: Features = None,
+    reason: Reason = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Create endpoint NAME serving a model version (its revision 1)."""
+    options = _options(max_batch_size, max_batch_wait_ms, timeout_ms, features)
+    revision = open_workspace(ctx).deployments.create_endpoint(
+        name, model, description=description, reason=reason, **options
+    )
+    _report(ctx, revision, as_json, "created")
+
+
+def show(ctx: typer.Context, name: Name, as_json: JsonFlag = False) -> None:
+    """An endpoint and the policy of its live revision."""
+    endpoint = open_workspace(ctx).deployments.get(name)
+    if as_json:
+        print_json(endpoint.to_dict())
+        return
+    _print_endpoint(console(ctx), endpoint)
+
+
+def set_endpoint(
+    ctx: typer.Context,
+    name: Name,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            metavar="URI",
+            help="Serve this model URI instead (an alias is resolved and pinned now).",
+        ),
+    ] = None,
+    max_batch_size: MaxBatchSize = None,
+    max_batch_wait_ms: MaxBatchWait = None,
+    timeout_ms: TimeoutMs = None,
+    no_timeout: Annotated[
+        bool, typer.Option("--no-timeout", help="Remove the prediction time bound.")
+    ] = False,
+    features: Features = None,
+    reason: Reason = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Change an endpoint: a new revision, unless nothing changes."""
+    if no_timeout and timeout_ms is not None:
+        raise typer.BadParameter("cannot be used with --timeout-ms", param_hint="--no-timeout")
+    options = _options(max_batch_size, max_batch_wait_ms, timeout_ms, features)
+    if no_timeout:
+        options["timeout_ms"] = None
+    deployments = open_workspace(ctx).deployments
+    before = deployments.get(name).revision.number
+    revision = deployments.set(name, model_uri=model, reason=reason, **options)
+    _report(ctx, revision, as_json, "unchanged" if revision.number == before else "updated")
+
+
+def list_endpoints(ctx: typer.Context, as_json: JsonFlag = False) -> None:
+    """Every endpoint with the model version it serves."""
+    endpoints = open_workspace(ctx).deployments.list()
+    if as_json:
+        print_json([endpoint.to_dict() for endpoint in endpoints])
+        return
+    out = console(ctx)
+    if not endpoints:
+        out.print("no endpoints (create one with `keel endpoints create NAME --model URI`)")
+        return
+    listing = table("endpoint", "revision", "serves", "set from", "changed", "by", "description")
+    for endpoint in endpoints:
+        revision, primary = endpoint.revision, endpoint.policy.primary
+        add_row(
+            listing,
+            endpoint.name,
+            revision.number,
+            primary.pinned_uri,
+            primary.uri,
+            local_time(revision.created_at),
+            revision.created_by,
+            endpoint.description,
+        )
+    out.print(listing)
+
+
+def history(ctx: typer.Context, name: Name, as_json: JsonFlag = False) -> None:
+    """Every revision of an endpoint, oldest first."""
+    revisions = open_workspace(ctx).deployments.history(name)
+    if as_json:
+        print_json([revision.to_dict() for revision in revisions])
+        return
+    log = table("revision", "action", "serves", "set from", "options", "when", "who", "reason")
+    for revision in revisions:
+        policy = revision.policy
+        add_row(
+            log,
+            revision.number,
+            revision.action,
+            policy.primary.pinned_uri,
+            policy.primary.uri,
+            _options_summary(policy),
+            local_time(revision.created_at),
+            revision.created_by,
+            revision.reason,
+        )
+    console(ctx).print(log)
+
+
+def rollback(
+    ctx: typer.Context,
+    name: Name,
+    to: Annotated[
+        int | None,
+        typer.Option(metavar="N", help="The revision whose policy to restore (default: previous)."),
+    ] = None,
+    reason: Reason = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Restore an earlier revision's policy, as a new revision."""
+    deployments = open_workspace(ctx).deployments
+    before = deployments.get(name).revision.number
+    revision = deployments.rollback(name, to, reason=reason)
+    _report(ctx, revision, as_json, "unchanged" if revision.number == before else "rolled back")
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+def _options(
+    max_batch_size: int | None,
+    max_batch_wait_ms: float | None,
+    timeout_ms: int | None,
+    features: bool | None,
+) -> dict[str, Any]:
+    """The serving options given on the command line (those left out keep their value)."""
+    given = {
+        "max_batch_size": max_batch_size,
+        "max_batch_wait_ms": max_batch_wait_ms,
+        "timeout_ms": timeout_ms,
+        "features": features,
+    }
+    return {key: value for key, value in given.items() if value is not None}
+
+
+def _report(ctx: typer.Context, revision: Revision, as_json: bool, what: str) -> None:
+    if as_json:
+        print_json(revision.to_dict())
+        return
+    primary = revision.policy.primary
+    source = f" (from {primary.uri})" if primary.uri != primary.pinned_uri else ""
+    console(ctx).print(
+        f"endpoint {escape(revision.endpoint)} {what}: revision {revision.number} serves "
+        f"{escape(primary.pinned_uri)}{escape(source)}"
+    )
+
+
+def _options_summary(policy: TrafficPolicy) -> str:
+    batching = (
+        f"batch ≤{policy.max_batch_size} / {policy.max_batch_wait_ms:g} ms"
+        if policy.max_batch_wait_ms > 0
+        else "no batching"
+    )
+    parts = [batching]
+    if policy.timeout_ms is not None:
+        parts.append(f"timeout {policy.timeout_ms} ms")
+    if policy.features:
+        parts.append("features")
+    return ", ".join(parts)
+
+
+def _print_endpoint(out: Console, endpoint: Endpoint) -> None:
+    revision, policy = endpoint.revision, endpoint.policy
+    print_fields(
+        out,
+        [
+            ("endpoint", endpoint.name),
+            ("description", endpoint.description),
+            ("revision", f"{revision.number} ({revision.action})"),
+            ("serves", policy.primary.pinned_uri),
+            ("set from", policy.primary.uri),
+            ("shadows", ", ".join(shadow.pinned_uri for shadow in policy.shadows)),
+            ("arms", ", ".join(f"{a.model.pinned_uri}={a.weight:g}" for a in policy.arms)),
+            ("fallback", _fallback(policy)),
+            ("batching", _options_summary(policy).split(", ")[0]),
+            ("timeout", "none" if policy.timeout_ms is None else f"{policy.timeout_ms} ms"),
+            ("features", "from the feature store" if policy.features else "in the request"),
+            ("changed", f"{local_time(revision.created_at)} by {revision.created_by}"),
+            ("reason", revision.reason),
+            ("created", f"{local_time(endpoint.created_at)} by {endpoint.created_by}"),
+        ],
+    )
+
+
+def _fallback(policy: TrafficPolicy) -> str | None:
+    if isinstance(policy.fallback, PinnedModel):
+        return policy.fallback.pinned_uri
+    if isinstance(policy.fallback, DefaultPrediction):
+        return f"the prediction {policy.fallback.value!r}"
+    return None

@@ -1,0 +1,675 @@
+"""Endpoints and their deployment revisions: which model versions an endpoint serves, and how.
+
+An endpoint is a name bound to a :class:`TrafficPolicy`. The policy is never edited in place:
+every change writes the next numbered :class:`Revision` (1, 2, 3... with no gaps) and an audit
+entry in one transaction, so what an endpoint served at any moment can be told afterwards, and a
+rollback is simply a new revision carrying an older policy.
+"""
+
+from __future__ import annotations
+
+import builtins
+import dataclasses
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import exc
+from sqlalchemy.engine import Connection, Row
+
+from keel.errors import (
+    DeploymentError,
+    EndpointExists,
+    EndpointNotFound,
+    InvalidPolicy,
+    ModelVersionNotFound,
+    RevisionNotFound,
+)
+from keel.registry import ARCHIVED, ModelRef, Registry
+from keel.registry._rows import audit, lock_model
+from keel.store import MetadataStore, now
+from keel.store import _tables as t
+
+# Endpoint names follow the model-name rule: they appear in URLs and on the command line.
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,254}$")
+
+OPTIONS = ("features", "max_batch_size", "max_batch_wait_ms", "timeout_ms")
+"""The per-endpoint serving options ``create_endpoint`` and ``set`` accept as keywords."""
+
+CREATE, SET, ROLLBACK = "create", "set", "rollback"
+
+
+def check_endpoint_name(name: str) -> str:
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise DeploymentError(
+            f"'{name}' is not a valid endpoint name: use letters, digits, '_', '-' and '.', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+# -- the policy ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PinnedModel:
+    """A model version an endpoint serves, pinned when the policy was set.
+
+        PinnedModel(name="churn", version=3, uri="models:/churn@champion")
+
+    ``uri`` is what it was set from and ``version`` what that resolved to at the time: moving
+    the alias afterwards does not change what the endpoint serves; setting the endpoint again
+    from the same URI picks up the alias's new version.
+    """
+
+    name: str
+    version: int
+    uri: str
+
+    @property
+    def pinned_uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "version": self.version, "uri": self.uri}
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One side of a weighted split: ``model`` gets ``weight`` / (sum of weights) of traffic."""
+
+    model: PinnedModel
+    weight: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model.to_dict(), "weight": self.weight}
+
+
+@dataclass(frozen=True)
+class DefaultPrediction:
+    """A fixed answer served when every model fails (any JSON value)."""
+
+    value: Any
+
+
+@dataclass(frozen=True)
+class TrafficPolicy:
+    """What an endpoint serves and how; immutable, validated on construction.
+
+        policy = TrafficPolicy(primary=PinnedModel("churn", 3, "models:/churn@champion"))
+        policy = dataclasses.replace(policy, max_batch_size=64)   # validated again
+        TrafficPolicy.from_dict(policy.to_dict()) == policy      # JSON round trip
+
+    ``primary`` answers requests. ``shadows`` receive a copy of the traffic without answering,
+    ``arms`` split traffic by weight and ``fallback`` answers when the models cannot: their
+    routing belongs to a later serving layer, the shape is here so revisions can carry them.
+    Batching groups concurrent requests up to ``max_batch_size`` rows or ``max_batch_wait_ms``
+    (0 turns it off); ``timeout_ms`` bounds a prediction (None: no bound); ``features`` lets
+    requests carry only entity keys, the rest being looked up in the feature store.
+    """
+
+    primary: PinnedModel
+    shadows: tuple[PinnedModel, ...] = ()
+    arms: tuple[Arm, ...] = ()
+    fallback: PinnedModel | DefaultPrediction | None = None
+    max_batch_size: int = 32
+    max_batch_wait_ms: float = 2.0
+    timeout_ms: int | None = None
+    features: bool = False
+
+    def __post_init__(self) -> None:
+        # Sequences are accepted and frozen into tuples, so equal policies compare equal.
+        object.__setattr__(self, "shadows", tuple(self.shadows))
+        object.__setattr__(self, "arms", tuple(self.arms))
+        _check_model("primary", self.primary)
+        seen = {(self.primary.name, self.primary.version)}
+        for index, shadow in enumerate(self.shadows):
+            _check_model(f"shadows[{index}]", shadow)
+            if (shadow.name, shadow.version) in seen:
+                raise InvalidPolicy(
+                    f"shadows[{index}]", f"repeats {shadow.pinned_uri}, already served"
+                )
+            seen.add((shadow.name, shadow.version))
+        armed: set[tuple[str, int]] = set()
+        for index, arm in enumerate(self.arms):
+            if not isinstance(arm, Arm):
+                raise InvalidPolicy(f"arms[{index}]", f"must be an Arm, not {arm!r}")
+            _check_model(f"arms[{index}].model", arm.model)
+            if not _is_number(arm.weight) or not arm.weight > 0:
+                raise InvalidPolicy(
+                    f"arms[{index}].weight", f"must be a number > 0, not {arm.weight!r}"
+                )
+            if (arm.model.name, arm.model.version) in armed:
+                raise InvalidPolicy(f"arms[{index}]", f"repeats {arm.model.pinned_uri}")
+            armed.add((arm.model.name, arm.model.version))
+        if isinstance(self.fallback, PinnedModel):
+            _check_model("fallback", self.fallback)
+        elif isinstance(self.fallback, DefaultPrediction):
+            try:
+                json.dumps(self.fallback.value, allow_nan=False)
+            except (TypeError, ValueError) as error:
+                raise InvalidPolicy("fallback", f"must be a JSON value ({error})") from None
+        elif self.fallback is not None:
+            raise InvalidPolicy(
+                "fallback",
+                f"must be a PinnedModel, a DefaultPrediction or None, not {self.fallback!r}",
+            )
+        if not _is_int(self.max_batch_size) or self.max_batch_size < 1:
+            raise InvalidPolicy(
+                "max_batch_size", f"must be a whole number >= 1, not {self.max_batch_size!r}"
+            )
+        if not _is_number(self.max_batch_wait_ms) or self.max_batch_wait_ms < 0:
+            raise InvalidPolicy(
+                "max_batch_wait_ms",
+                f"must be a number of milliseconds >= 0 (0 turns batching off), "
+                f"not {self.max_batch_wait_ms!r}",
+            )
+        object.__setattr__(self, "max_batch_wait_ms", float(self.max_batch_wait_ms))
+        if self.timeout_ms is not None and (not _is_int(self.timeout_ms) or self.timeout_ms < 1):
+            raise InvalidPolicy(
+                "timeout_ms",
+                f"must be a whole number of milliseconds >= 1, or None for no timeout, "
+                f"not {self.timeout_ms!r}",
+            )
+        if not isinstance(self.features, bool):
+            raise InvalidPolicy("features", f"must be true or false, not {self.features!r}")
+
+    def with_options(self, **options: Any) -> TrafficPolicy:
+        """A copy with serving options changed (see :data:`OPTIONS`); unknown names refused."""
+        for key in options:
+            if key not in OPTIONS:
+                raise InvalidPolicy(key, f"is not a serving option (known: {', '.join(OPTIONS)})")
+        return dataclasses.replace(self, **options) if options else self
+
+    def models(self) -> list[PinnedModel]:
+        """Every model version the policy refers to: primary, shadows, arms, fallback."""
+        found = [self.primary, *self.shadows, *(arm.model for arm in self.arms)]
+        if isinstance(self.fallback, PinnedModel):
+            found.append(self.fallback)
+        return found
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict; :meth:`from_dict` reads it back to an equal policy."""
+        fallback: dict[str, Any] | None = None
+        if isinstance(self.fallback, PinnedModel):
+            fallback = {"model": self.fallback.to_dict()}
+        elif isinstance(self.fallback, DefaultPrediction):
+            fallback = {"prediction": self.fallback.value}
+        return {
+            "primary": self.primary.to_dict(),
+            "shadows": [shadow.to_dict() for shadow in self.shadows],
+            "arms": [arm.to_dict() for arm in self.arms],
+            "fallback": fallback,
+            "max_batch_size": self.max_batch_size,
+            "max_batch_wait_ms": self.max_batch_wait_ms,
+            "timeout_ms": self.timeout_ms,
+            "features": self.features,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrafficPolicy:
+        if not isinstance(data, Mapping):
+            raise InvalidPolicy("policy", f"must be a JSON object, not {data!r}")
+        known = [f.name for f in dataclasses.fields(cls)]
+        for key in data:
+            if key not in known:
+                raise InvalidPolicy(key, f"is not a policy field (known: {', '.join(known)})")
+        if "primary" not in data:
+            raise InvalidPolicy("primary", "is missing")
+        values = dict(data)
+        values["primary"] = _model_from("primary", data["primary"])
+        values["shadows"] = tuple(
+            _model_from(f"shadows[{i}]", item) for i, item in enumerate(_list("shadows", data))
+        )
+        values["arms"] = tuple(
+            _arm_from(f"arms[{i}]", item) for i, item in enumerate(_list("arms", data))
+        )
+        values["fallback"] = _fallback_from(data.get("fallback"))
+        return cls(**values)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_model(path: str, model: object) -> None:
+    if not isinstance(model, PinnedModel):
+        raise InvalidPolicy(path, f"must be a PinnedModel, not {model!r}")
+    if not isinstance(model.name, str) or not model.name:
+        raise InvalidPolicy(f"{path}.name", f"must be a model name, not {model.name!r}")
+    if not _is_int(model.version) or model.version < 1:
+        raise InvalidPolicy(f"{path}.version", f"must be a version >= 1, not {model.version!r}")
+    if not isinstance(model.uri, str) or not model.uri.startswith("models:/"):
+        raise InvalidPolicy(f"{path}.uri", f"must be a models:/ URI, not {model.uri!r}")
+
+
+def _list(key: str, data: Mapping[str, Any]) -> list[Any]:
+    value = data.get(key, [])
+    if not isinstance(value, list | tuple):
+        raise InvalidPolicy(key, f"must be a list, not {value!r}")
+    return list(value)
+
+
+def _model_from(path: str, value: Any) -> PinnedModel:
+    if not isinstance(value, Mapping) or set(value) != {"name", "version", "uri"}:
+        raise InvalidPolicy(path, f"must be an object with name, version and uri, not {value!r}")
+    return PinnedModel(name=value["name"], version=value["version"], uri=value["uri"])
+
+
+def _arm_from(path: str, value: Any) -> Arm:
+    if not isinstance(value, Mapping) or set(value) != {"model", "weight"}:
+        raise InvalidPolicy(path, f"must be an object with model and weight, not {value!r}")
+    return Arm(model=_model_from(f"{path}.model", value["model"]), weight=value["weight"])
+
+
+def _fallback_from(value: Any) -> PinnedModel | DefaultPrediction | None:
+    if value is None:
+        return None
+    if isinstance(value, Mapping) and set(value) == {"model"}:
+        return _model_from("fallback.model", value["model"])
+    if isinstance(value, Mapping) and set(value) == {"prediction"}:
+        return DefaultPrediction(value["prediction"])
+    raise InvalidPolicy(
+        "fallback", f"must be {{'model': ...}} or {{'prediction': ...}}, not {value!r}"
+    )
+
+
+# -- records ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Revision:
+    """One numbered, immutable state of an endpoint's deployment."""
+
+    endpoint: str
+    number: int
+    policy: TrafficPolicy
+    action: str
+    """How it was made: create, set or rollback."""
+    created_at: float
+    created_by: str
+    reason: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "endpoint": self.endpoint,
+            "number": self.number,
+            "action": self.action,
+            "policy": self.policy.to_dict(),
+            "created_at": self.created_at,
+            "created_by": self.created_by,
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A named endpoint and its live revision."""
+
+    name: str
+    description: str | None
+    created_at: float
+    created_by: str
+    revision: Revision
+
+    @property
+    def policy(self) -> TrafficPolicy:
+        return self.revision.policy
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "created_at": self.created_at,
+            "created_by": self.created_by,
+            "revision": self.revision.to_dict(),
+        }
+
+
+# -- the store -------------------------------------------------------------------------------------
+
+
+class DeploymentStore:
+    """Endpoints and their revisions in the metadata store.
+
+        deployments = workspace.deployments
+        deployments.create_endpoint("churn", "models:/churn@champion", max_batch_size=64)
+        deployments.set("churn", model_uri="models:/churn@champion", reason="new champion")
+        deployments.rollback("churn", reason="p99 regressed")     # back to the previous policy
+        live = deployments.get("churn").policy.primary              # name + pinned version
+
+    Model URIs are resolved when a policy is set and the resolved version is pinned in the
+    revision. Each change writes its revision and an audit entry (entity ``endpoint``) in one
+    transaction, with the endpoint's row locked, so concurrent changes queue and get gapless
+    numbers; a change that leaves the policy as it is writes nothing.
+    """
+
+    def __init__(self, store: MetadataStore, registry: Registry, actor: str) -> None:
+        self._store = store
+        self._registry = registry
+        self._actor = actor
+
+    # -- changing --------------------------------------------------------------------------------
+
+    def create_endpoint(
+        self,
+        name: str,
+        model_uri: str,
+        *,
+        description: str | None = None,
+        reason: str | None = None,
+        **options: Any,
+    ) -> Revision:
+        """Create endpoint ``name`` serving ``model_uri`` (revision 1). The URI must resolve to
+        a version that is not archived; ``options`` are serving options (see :data:`OPTIONS`)."""
+        check_endpoint_name(name)
+        policy = TrafficPolicy(primary=self._pin(model_uri)).with_options(**options)
+        with self._store.write() as connection:
+            exists = connection.execute(
+                sa.select(t.endpoints.c.name).where(t.endpoints.c.name == name)
+            ).first()
+            if exists is not None:
+                raise EndpointExists(name)
+            _check_servable(connection, policy, None)
+            try:
+                connection.execute(
+                    t.endpoints.insert().values(
+                        name=name,
+                        created_at=now(),
+                        created_by=self._actor,
+                        description=description,
+                        current_revision=1,
+                    )
+                )
+            except exc.IntegrityError:  # created by someone else since the check above
+                raise EndpointExists(name) from None
+            return self._record(connection, name, 1, None, policy, CREATE, reason)
+
+    def set(
+        self, name: str, *, model_uri: str | None = None, reason: str | None = None, **options: Any
+    ) -> Revision:
+        """A new revision: the current policy with its primary re-pinned from ``model_uri``
+        (when given) and ``options`` changed. Nothing changed: no revision, the current one
+        is returned."""
+        primary = self._pin(model_uri) if model_uri is not None else None
+        with self._store.write() as connection:
+            current = _lock_current(connection, name)
+            policy = current.policy
+            if primary is not None:
+                policy = dataclasses.replace(policy, primary=primary)
+            policy = policy.with_options(**options)
+            if policy == current.policy:
+                return current
+            _check_servable(connection, policy, current.policy)
+            return self._advance(connection, current, policy, SET, reason)
+
+    def rollback(self, name: str, to: int | None = None, *, reason: str | None = None) -> Revision:
+        """A new revision whose policy is that of revision ``to`` (default: the one before the
+        current one). The recorded reason starts with "rollback to revision N"."""
+        with self._store.write() as connection:
+            current = _lock_current(connection, name)
+            if to is None and current.number == 1:
+                raise DeploymentError(
+                    f"endpoint '{name}' has only revision 1: there is nothing to roll back to"
+                )
+            target_number = current.number - 1 if to is None else to
+            if target_number == current.number:
+                raise DeploymentError(
+                    f"revision {target_number} is already the live revision of endpoint '{name}'"
+                )
+            target = _read_revision(connection, name, target_number, current.number)
+            if target.policy == current.policy:
+                return current
+            _check_servable(connection, target.policy, current.policy)
+            why = f"rollback to revision {target_number}" + (f": {reason}" if reason else "")
+            return self._advance(connection, current, target.policy, ROLLBACK, why)
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def get(self, name: str) -> Endpoint:
+        with self._store.read() as connection:
+            row = connection.execute(_endpoints_query().where(t.endpoints.c.name == name)).first()
+        if row is None:
+            raise EndpointNotFound(name)
+        return _endpoint_from_row(row)
+
+    def list(self) -> builtins.list[Endpoint]:
+        """Every endpoint with its live revision, by name."""
+        with self._store.read() as connection:
+            rows = connection.execute(_endpoints_query().order_by(t.endpoints.c.name)).all()
+        return [_endpoint_from_row(row) for row in rows]
+
+    def history(self, name: str) -> builtins.list[Revision]:
+        """Every revision of the endpoint, oldest first."""
+        revisions = t.deployment_revisions
+        with self._store.read() as connection:
+            _require_endpoint(connection, name)
+            rows = connection.execute(
+                sa.select(revisions)
+                .where(revisions.c.endpoint == name)
+                .order_by(revisions.c.revision)
+            ).all()
+        return [_revision_from_row(row) for row in rows]
+
+    def revision(self, name: str, number: int) -> Revision:
+        with self._store.read() as connection:
+            current = _require_endpoint(connection, name)
+            return _read_revision(connection, name, number, current)
+
+    def changed_since(self, name: str, revision: int) -> Revision | None:
+        """The live revision if it is not ``revision``, else None: what a server polls to pick
+        up changes. One primary-key lookup; EndpointNotFound if the endpoint is gone."""
+        endpoints, revisions = t.endpoints, t.deployment_revisions
+        query = (
+            sa.select(endpoints.c.current_revision, revisions)
+            .select_from(endpoints)
+            .outerjoin(
+                revisions,
+                sa.and_(
+                    revisions.c.endpoint == endpoints.c.name,
+                    revisions.c.revision == endpoints.c.current_revision,
+                    endpoints.c.current_revision != revision,
+                ),
+            )
+            .where(endpoints.c.name == name)
+        )
+        with self._store.read() as connection:
+            row = connection.execute(query).first()
+        if row is None:
+            raise EndpointNotFound(name)
+        return None if row.revision is None else _revision_from_row(row)
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _pin(self, uri: str) -> PinnedModel:
+        ref = ModelRef.parse(uri)
+        version = self._registry.resolve(ref)
+        return PinnedModel(name=version.name, version=version.version, uri=str(ref))
+
+    def _advance(
+        self,
+        connection: Connection,
+        current: Revision,
+        policy: TrafficPolicy,
+        action: str,
+        reason: str | None,
+    ) -> Revision:
+        endpoints = t.endpoints
+        number = connection.execute(
+            endpoints.update()
+            .where(endpoints.c.name == current.endpoint)
+            .values(current_revision=endpoints.c.current_revision + 1)
+            .returning(endpoints.c.current_revision)
+        ).scalar_one()
+        return self._record(
+            connection, current.endpoint, number, current.number, policy, action, reason
+        )
+
+    def _record(
+        self,
+        connection: Connection,
+        name: str,
+        number: int,
+        previous: int | None,
+        policy: TrafficPolicy,
+        action: str,
+        reason: str | None,
+    ) -> Revision:
+        revision = Revision(
+            endpoint=name,
+            number=number,
+            policy=policy,
+            action=action,
+            created_at=now(),
+            created_by=self._actor,
+            reason=reason,
+        )
+        connection.execute(
+            t.deployment_revisions.insert().values(
+                endpoint=name,
+                revision=number,
+                policy=policy.to_dict(),
+                action=action,
+                created_at=revision.created_at,
+                created_by=revision.created_by,
+                reason=reason,
+            )
+        )
+        audit(
+            connection,
+            self._actor,
+            "endpoint",
+            name,
+            action,
+            None if previous is None else str(previous),
+            str(number),
+            reason,
+        )
+        return revision
+
+
+def _lock_current(connection: Connection, name: str) -> Revision:
+    """The live revision, with the endpoint's row locked until the transaction ends (on SQLite
+    the write transaction, begun IMMEDIATE, already serialises writers)."""
+    current = connection.execute(
+        sa.select(t.endpoints.c.current_revision)
+        .where(t.endpoints.c.name == name)
+        .with_for_update()
+    ).scalar()
+    if current is None:
+        raise EndpointNotFound(name)
+    return _read_revision(connection, name, current, current)
+
+
+def _require_endpoint(connection: Connection, name: str) -> int:
+    current = connection.execute(
+        sa.select(t.endpoints.c.current_revision).where(t.endpoints.c.name == name)
+    ).scalar()
+    if current is None:
+        raise EndpointNotFound(name)
+    return int(current)
+
+
+def _read_revision(connection: Connection, name: str, number: int, current: int) -> Revision:
+    revisions = t.deployment_revisions
+    row = connection.execute(
+        sa.select(revisions).where(revisions.c.endpoint == name, revisions.c.revision == number)
+    ).first()
+    if row is None:
+        raise RevisionNotFound(name, number, current)
+    return _revision_from_row(row)
+
+
+def _check_servable(
+    connection: Connection, policy: TrafficPolicy, previous: TrafficPolicy | None
+) -> None:
+    """Refuse archived versions among those the change starts serving (their models' rows are
+    locked, in name order so two changes cannot deadlock, so none is archived meanwhile), and
+    feature lookups for a primary version trained without the feature store."""
+    already = {(m.name, m.version) for m in previous.models()} if previous else set()
+    new = sorted({(m.name, m.version) for m in policy.models()} - already)
+    versions = t.model_versions
+    for name, version in new:
+        lock_model(connection, name)
+        status = connection.execute(
+            sa.select(versions.c.status).where(
+                versions.c.name == name, versions.c.version == version
+            )
+        ).scalar()
+        if status is None:
+            raise ModelVersionNotFound(name, version)
+        if status == ARCHIVED:
+            raise DeploymentError(
+                f"model '{name}' version {version} is archived and cannot be served: restore "
+                f"it to candidate (`keel models transition {name} {version} candidate`) or "
+                "pick another version"
+            )
+    primary = policy.primary
+    if policy.features and (
+        previous is None or (previous.primary, previous.features) != (primary, True)
+    ):
+        lineage = connection.execute(
+            sa.select(versions.c.features).where(
+                versions.c.name == primary.name, versions.c.version == primary.version
+            )
+        ).scalar()
+        if not lineage:
+            raise InvalidPolicy(
+                "features",
+                f"cannot be on: {primary.pinned_uri} records no feature-store features it was "
+                "trained on, so there is nothing to look up for its requests",
+            )
+
+
+def _endpoints_query() -> sa.Select[Any]:
+    endpoints, revisions = t.endpoints, t.deployment_revisions
+    return sa.select(
+        endpoints.c.name,
+        endpoints.c.description,
+        endpoints.c.created_at.label("endpoint_created_at"),
+        endpoints.c.created_by.label("endpoint_created_by"),
+        revisions,
+    ).join(
+        revisions,
+        sa.and_(
+            revisions.c.endpoint == endpoints.c.name,
+            revisions.c.revision == endpoints.c.current_revision,
+        ),
+    )
+
+
+def _endpoint_from_row(row: Row[Any]) -> Endpoint:
+    return Endpoint(
+        name=row.name,
+        description=row.description,
+        created_at=row.endpoint_created_at,
+        created_by=row.endpoint_created_by,
+        revision=_revision_from_row(row),
+    )
+
+
+def _revision_from_row(row: Row[Any]) -> Revision:
+    try:
+        policy = TrafficPolicy.from_dict(row.policy)
+    except InvalidPolicy as error:
+        raise DeploymentError(
+            f"endpoint '{row.endpoint}' revision {row.revision} has an unreadable policy "
+            f"({error}); was it written by a newer keel?"
+        ) from error
+    return Revision(
+        endpoint=row.endpoint,
+        number=row.revision,
+        policy=policy,
+        action=row.action,
+        created_at=row.created_at,
+        created_by=row.created_by,
+        reason=row.reason,
+    )
