@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import multiprocessing
@@ -24,6 +25,7 @@ from keel.errors import (
     ModelNotFound,
     ModelVersionNotFound,
     NotFoundError,
+    RegistryError,
     RevisionNotFound,
 )
 from keel.serving import (
@@ -457,3 +459,23 @@ def test_concurrent_changes_get_gapless_revisions_each_audited(
         (str(n), str(n + 1)) for n in range(1, changes + 1)
     ]
     assert [a.reason for a in audited[1:]] == [r.reason for r in history[1:]]
+
+
+@pytest.mark.parametrize("role", ["primary", "shadow"])
+def test_a_version_an_endpoint_serves_cannot_be_archived(
+    workspace: Workspace, deployments: DeploymentStore, role: str
+) -> None:
+    if role == "primary":
+        deployments.create_endpoint("served", "models:/churn/2")
+    else:
+        deployments.create_endpoint("served", "models:/churn/1")
+        with workspace.store.write() as connection:  # shadows are set by the next serving issue
+            policy = TrafficPolicy.from_dict(
+                connection.execute(sa.select(t.deployment_revisions.c.policy)).scalar_one()
+            )
+            shadowed = dataclasses.replace(policy, shadows=(V2,))
+            connection.execute(t.deployment_revisions.update().values(policy=shadowed.to_dict()))
+    with pytest.raises(RegistryError, match="served by endpoint served"):
+        workspace.registry.transition("churn", 2, "archived")
+    assert workspace.registry.get_version("churn", 2).status == "candidate"
+    workspace.registry.transition("churn", 3, "archived")  # not served: allowed

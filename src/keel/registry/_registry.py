@@ -38,6 +38,7 @@ from keel.registry._rows import (
     get_version,
     lock_model,
     require_model,
+    serving_endpoints,
     update_version,
     version_from_row,
     versions_query,
@@ -283,6 +284,12 @@ class Registry:
                 raise RegistryError(
                     f"model '{name}' version {version} is aliased as "
                     f"{', '.join(current.aliases)}; move those aliases before archiving it"
+                )
+            serving = serving_endpoints(connection, name, version) if status == ARCHIVED else []
+            if serving:
+                raise RegistryError(
+                    f"model '{name}' version {version} is served by endpoint "
+                    f"{', '.join(serving)}; deploy another version there before archiving it"
                 )
             update_version(connection, name, version, status=status)
             audit(

@@ -127,3 +127,27 @@ def update_version(connection: Connection, name: str, version: int, **values: An
         .where(t.model_versions.c.name == name, t.model_versions.c.version == version)
         .values(**values)
     )
+
+
+def serving_endpoints(connection: Connection, name: str, version: int) -> list[str]:
+    """Endpoints whose current deployment revision serves ``name`` version ``version`` in any
+    role (primary, shadow, arm, fallback)."""
+    from keel.serving._policy import TrafficPolicy  # the registry must not import serving early
+
+    rows = connection.execute(
+        sa.select(t.endpoints.c.name, t.deployment_revisions.c.policy).join(
+            t.deployment_revisions,
+            sa.and_(
+                t.deployment_revisions.c.endpoint == t.endpoints.c.name,
+                t.deployment_revisions.c.revision == t.endpoints.c.current_revision,
+            ),
+        )
+    ).all()
+    return sorted(
+        row.name
+        for row in rows
+        if any(
+            (m.name, m.version) == (name, version)
+            for m in TrafficPolicy.from_dict(row.policy).models()
+        )
+    )
