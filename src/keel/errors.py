@@ -42,9 +42,11 @@ or of the CLI: adapters map them to status codes and exit codes.
     └── ServingError
         ├── EndpointNotFound           no endpoint with that name (also a NotFoundError)
         ├── RevisionNotFound           the endpoint has no deployment revision with that number
-        └── DeploymentError            a deployment change that cannot be made
-            ├── EndpointExists         creating an endpoint under a name already taken
-            └── InvalidPolicy          a traffic-policy field with a bad value (names the field)
+        ├── DeploymentError            a deployment change that cannot be made
+        │   ├── EndpointExists         creating an endpoint under a name already taken
+        │   └── InvalidPolicy          a traffic-policy field with a bad value (names the field)
+        ├── PredictionNotFound         no logged prediction with that id
+        └── LogQueryError              SQL over the prediction log that DuckDB refused
 """
 
 from __future__ import annotations
@@ -340,3 +342,17 @@ class InvalidPolicy(DeploymentError):
         self.field = field
         self.problem = problem
         super().__init__(f"invalid deployment policy: {field} {problem}")
+
+
+class PredictionNotFound(ServingError, NotFoundError):
+    def __init__(self, prediction_id: str, location: str) -> None:
+        self.prediction_id = prediction_id
+        super().__init__(
+            f"no prediction '{prediction_id}' in the prediction log at {location} "
+            "(check the id, and that [serving] prediction_log_dir is the server's)"
+        )
+
+
+class LogQueryError(ServingError):
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"the prediction log query failed: {reason}")

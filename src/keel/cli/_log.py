@@ -11,7 +11,7 @@ import typer
 
 from keel.cli._context import console, open_workspace
 from keel.cli._output import add_row, print_fields, print_json, print_tables, table
-from keel.errors import NotFoundError
+from keel.errors import PredictionNotFound
 from keel.serving._predlog import LogReader
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
@@ -67,10 +67,7 @@ def show(
     directory = _log_dir(ctx)
     found = LogReader(directory).prediction_with_feedback(prediction_id)
     if found is None:
-        raise NotFoundError(
-            f"no prediction '{prediction_id}' in the prediction log at {directory} "
-            "(check the id, and that [serving] prediction_log_dir is the server's)"
-        )
+        raise PredictionNotFound(prediction_id, str(directory))
     prediction = {name: _plain(value) for name, value in found["prediction"].items()}
     feedback = [{name: _plain(value) for name, value in f.items()} for f in found["feedback"]]
     if as_json:

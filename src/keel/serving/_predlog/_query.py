@@ -22,7 +22,7 @@ import duckdb
 import orjson
 import pyarrow as pa
 
-from keel.errors import KeelError
+from keel.errors import LogQueryError
 from keel.serving._predlog._compact import part_path
 from keel.serving._predlog._entry import FEEDBACK, KINDS, PREDICTIONS, prediction_id_date
 from keel.serving._predlog._segments import SegmentReader, list_segments
@@ -44,7 +44,7 @@ class LogReader:
 
     def query(self, sql: str, parameters: Sequence[Any] | None = None) -> pa.Table:
         """The result of ``sql`` (DuckDB dialect; ``?`` placeholders take ``parameters``).
-        Raises :class:`~keel.errors.KeelError` when DuckDB rejects it."""
+        Raises :class:`~keel.errors.LogQueryError` when DuckDB rejects it."""
         with self._connect() as connection:
             return _run(connection, sql, parameters)
 
@@ -135,7 +135,7 @@ def _run(
         relation = connection.sql(sql, params=list(parameters) if parameters else None)
         return pa.table({}) if relation is None else relation.to_arrow_table()
     except duckdb.Error as error:
-        raise KeelError(f"the prediction log query failed: {error}") from None
+        raise LogQueryError(str(error)) from None
 
 
 def _decoded(kind: str, row: dict[str, Any]) -> dict[str, Any]:
