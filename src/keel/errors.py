@@ -46,7 +46,9 @@ or of the CLI: adapters map them to status codes and exit codes.
         │   ├── EndpointExists         creating an endpoint under a name already taken
         │   └── InvalidPolicy          a traffic-policy field with a bad value (names the field)
         ├── PredictionNotFound         no logged prediction with that id
-        └── LogQueryError              SQL over the prediction log that DuckDB refused
+        ├── LogQueryError              SQL over the prediction log that DuckDB refused
+        ├── Overloaded                 a model's request queue is full (HTTP 503)
+        └── BatcherClosed              a model is shutting down and takes no more requests
 """
 
 from __future__ import annotations
@@ -356,3 +358,24 @@ class PredictionNotFound(ServingError, NotFoundError):
 class LogQueryError(ServingError):
     def __init__(self, reason: str) -> None:
         super().__init__(f"the prediction log query failed: {reason}")
+
+
+class Overloaded(ServingError):
+    """The batcher's queue is full; the request was refused without being queued."""
+
+    def __init__(self, name: str, queued: int, limit: int) -> None:
+        self.name = name
+        self.queued = queued
+        self.limit = limit
+        super().__init__(
+            f"model '{name}' is overloaded: {queued} requests are already waiting "
+            f"(max_queue={limit}); retry later or add capacity"
+        )
+
+
+class BatcherClosed(ServingError):
+    """A submission reached a batcher that is shutting down or shut down."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"model '{name}' is shutting down and accepts no more requests")

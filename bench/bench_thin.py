@@ -1,0 +1,225 @@
+"""HTTP serving throughput and latency: a server on core 1, wrk on core 0.
+
+    .venv/bin/python bench/bench_thin.py [--duration 10] [--warmup 2] [--connections 1 16]
+                                         [--models logistic hist_gradient_boosting]
+                                         [--servers thin]
+
+For each server in :data:`SERVERS` and each model of serving_models.py, :func:`measure` starts
+the server pinned to core 1 (``taskset -c 1``) on a free port, waits until it answers the
+request, warms it up, runs ``wrk -t1 -cN -dDs --latency`` pinned to core 0 with
+bench/wrk_post.lua posting one fixed JSON record, stops the server by its PID, and reports
+req/s, p50 and p99 as wrk printed them. Non-2xx answers and socket errors are counted, not
+hidden. Needs ``wrk`` (Debian: apt-get install wrk) and uvicorn[standard].
+
+A server is a function ``(model name, model pickle, work dir) -> (command, url path)``: the
+thin baseline (bench/thin_server.py) is one; add another to :data:`SERVERS` to measure it with
+the same harness, the same body and the same pinning.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from _common import machine
+from serving_models import MODELS, build_models, request_body
+
+BENCH = Path(__file__).resolve().parent
+LUA = BENCH / "wrk_post.lua"
+SERVER_CORE = "1"
+LOAD_CORE = "0"
+
+Server = Callable[[str, Path, Path], tuple[list[str], str]]
+"""(model name, model pickle, work dir) -> (server command with "{port}", url path)."""
+
+
+@dataclass(frozen=True)
+class Result:
+    connections: int
+    requests: int
+    requests_per_second: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    """Non-2xx answers plus socket errors (connect, read, write, timeout)."""
+
+
+def thin(model: str, pickle_path: Path, workdir: Path) -> tuple[list[str], str]:
+    command = [sys.executable, str(BENCH / "thin_server.py"), "--model", str(pickle_path)]
+    return [*command, "--port", "{port}"], "/"
+
+
+SERVERS: dict[str, Server] = {"thin": thin}
+
+
+def measure(
+    server_cmd: Sequence[str],
+    body: bytes,
+    connections: int,
+    *,
+    path: str = "/",
+    duration: int = 10,
+    warmup: int = 2,
+) -> Result:
+    """Start ``server_cmd`` ("{port}" filled in) on core 1, load it with wrk from core 0."""
+    port = free_port()
+    with serving([arg.format(port=port) for arg in server_cmd], port, body, path):
+        url = f"http://127.0.0.1:{port}{path}"
+        with tempfile.NamedTemporaryFile(suffix=".json") as body_file:
+            body_file.write(body)
+            body_file.flush()
+            if warmup > 0:
+                wrk(url, body_file.name, connections, warmup)
+            return parse_wrk(wrk(url, body_file.name, connections, duration), connections)
+
+
+def wrk(url: str, body_file: str, connections: int, seconds: int) -> str:
+    command = [
+        "taskset", "-c", LOAD_CORE, "wrk", "-t1", f"-c{connections}", f"-d{seconds}s",
+        "--latency", "-s", str(LUA), url, "--", body_file,
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    return done.stdout
+
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def parse_wrk(output: str, connections: int) -> Result:
+    def number(pattern: str) -> re.Match[str]:
+        match = re.search(pattern, output, re.MULTILINE)
+        if match is None:
+            raise ValueError(f"no {pattern!r} in wrk output:\n{output}")
+        return match
+
+    def percentile(p: int) -> float:
+        match = number(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)\s*$")
+        return float(match[1]) * _UNITS[match[2]]
+
+    errors = 0
+    if non_2xx := re.search(r"Non-2xx or 3xx responses: (\d+)", output):
+        errors += int(non_2xx[1])
+    if sockets := re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), "
+                            r"timeout (\d+)", output):  # fmt: skip
+        errors += sum(int(count) for count in sockets.groups())
+    return Result(
+        connections=connections,
+        requests=int(number(r"(\d+) requests in")[1]),
+        requests_per_second=float(number(r"Requests/sec:\s+([\d.]+)")[1]),
+        p50_ms=percentile(50),
+        p99_ms=percentile(99),
+        errors=errors,
+    )
+
+
+@contextmanager
+def serving(command: list[str], port: int, body: bytes, path: str) -> Iterator[int]:
+    """Run ``command`` on the server core until the block ends; yields its PID."""
+    process = subprocess.Popen(
+        ["taskset", "-c", SERVER_CORE, *command],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,  # its own group, so worker processes it starts go with it
+    )
+    try:
+        wait_until_answering(process, port, body, path)
+        yield process.pid
+    finally:
+        stop(process)
+
+
+def wait_until_answering(
+    process: subprocess.Popen[bytes], port: int, body: bytes, path: str, timeout: float = 60
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            stderr = process.stderr.read().decode() if process.stderr else ""
+            raise RuntimeError(f"server exited with {process.returncode}:\n{stderr}")
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            connection.request("POST", path, body, {"Content-Type": "application/json"})
+            response = connection.getresponse()
+            answer = response.read()
+            connection.close()
+        except OSError:
+            time.sleep(0.1)
+            continue
+        if response.status != 200:
+            raise RuntimeError(f"server answered {response.status}: {answer[:500]!r}")
+        return
+    raise RuntimeError(f"server did not answer on port {port} within {timeout:.0f} s")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)  # the group this harness started
+            process.wait()
+    if process.stderr:
+        process.stderr.close()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    parser.add_argument("--warmup", type=int, default=2, help="seconds of wrk before each")
+    parser.add_argument("--connections", type=int, nargs="+", default=[1, 16])
+    parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
+    parser.add_argument("--servers", nargs="+", choices=sorted(SERVERS), default=sorted(SERVERS))
+    args = parser.parse_args()
+    print(machine())
+    print(
+        f"server: taskset -c {SERVER_CORE}; load: taskset -c {LOAD_CORE} wrk -t1 -cN "
+        f"-d{args.duration}s --latency -s bench/wrk_post.lua (after {args.warmup} s warm-up)"
+    )
+    body = request_body()
+    print(f"{'server':<8}{'model':<24}{'conns':>6}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}")
+    with tempfile.TemporaryDirectory(prefix="keel-bench-serving-") as tmp:
+        workdir = Path(tmp)
+        pickles = build_models(workdir)
+        for server in args.servers:
+            for model in args.models:
+                command, path = SERVERS[server](model, pickles[model], workdir)
+                for connections in args.connections:
+                    result = measure(
+                        command,
+                        body,
+                        connections,
+                        path=path,
+                        duration=args.duration,
+                        warmup=args.warmup,
+                    )
+                    errors = f"  ({result.errors} errors)" if result.errors else ""
+                    print(
+                        f"{server:<8}{model:<24}{connections:>6}"
+                        f"{result.requests_per_second:>10,.0f}"
+                        f"{result.p50_ms:>9.2f}{result.p99_ms:>9.2f}{errors}",
+                        flush=True,
+                    )
+
+
+if __name__ == "__main__":
+    main()
