@@ -1,0 +1,362 @@
+"""The ASGI application: a small router over a dict of routes, with no framework in the way.
+
+    app = ServingApp(dataplane, max_request_bytes=8 << 20, compactor=Compactor(log_dir))
+    uvicorn.run(app, loop="uvloop", http="httptools")     # or any ASGI server
+
+Routes (``{name}`` is an endpoint, ``{v}`` its model version)::
+
+    GET  /healthz  /readyz  /metrics
+    POST /v1/endpoints/{name}/predict   /v1/endpoints/{name}/feedback        (_native)
+    GET  /v2/health/live  /v2/health/ready                                    (_v2)
+    GET  /v2/models/{name}[/versions/{v}]   .../ready
+    POST /v2/models/{name}[/versions/{v}]/infer
+
+A route is found by one dict lookup on the path's segments, with the endpoint name (and
+version) segments replaced by ``*``. Every failure is a JSON body ``{"error": ..., "code": ...}``
+with a 4xx for the client's mistakes (400 malformed JSON, 404 unknown route / endpoint, 405
+wrong method, 413 body over ``max_request_bytes``, 422 invalid inputs), 503 when overloaded or
+not ready, and 500 (logged) only when the model itself fails.
+
+The ASGI lifespan protocol runs :meth:`ServingApp.startup` and :meth:`ServingApp.shutdown`;
+in-process tests whose client does not speak lifespan call them directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+
+from keel.serving import _native, _v2
+from keel.serving._dataplane import Dataplane, Problem
+from keel.serving._metrics import CONTENT_TYPE
+from keel.serving._predlog import Compactor
+
+logger = logging.getLogger(__name__)
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+class _Request:
+    """What a handler gets: the path parameters and the raw body; it names the endpoint and
+    model version it served so the request is counted under them."""
+
+    __slots__ = ("api", "body", "endpoint", "params", "version")
+
+    def __init__(self, params: list[str], body: bytes) -> None:
+        self.params = params
+        self.body = body
+        self.api = "other"
+        self.endpoint = ""
+        self.version = ""
+
+    def json(self) -> Any:
+        try:
+            return orjson.loads(self.body)
+        except orjson.JSONDecodeError as error:
+            # orjson keeps to RFC 8259; Python's json (and clients built on it) also write NaN
+            # and Infinity, which the signature then accepts or refuses field by field.
+            try:
+                return json.loads(self.body)
+            except (ValueError, UnicodeDecodeError):
+                raise Problem(
+                    400, "malformed_json", f"the body is not valid JSON: {error}"
+                ) from None
+
+
+_Response = tuple[int, bytes, bytes]
+Handler = Callable[["ServingApp", _Request], Awaitable[_Response]]
+
+_JSON = b"application/json"
+
+
+def _ok(body: Any, status: int = 200) -> _Response:
+    return status, orjson.dumps(body), _JSON
+
+
+class ServingApp:
+    """The ASGI callable of ``keel serve``; every object it uses is built by ``serving_app``."""
+
+    def __init__(
+        self,
+        dataplane: Dataplane,
+        *,
+        max_request_bytes: int = 8 * 1024 * 1024,
+        compactor: Compactor | None = None,
+        compaction_interval_seconds: float = 30.0,
+    ) -> None:
+        self.dataplane = dataplane
+        self.metrics = dataplane.metrics
+        self.max_request_bytes = max_request_bytes
+        self.compactor = compactor
+        self.compaction_interval_seconds = compaction_interval_seconds
+        self._started = False
+        self._closed = False
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def startup(self) -> None:
+        """Replay what a crash left in the log, load every endpoint's model (off the loop),
+        start background compaction. An endpoint whose model fails to load stays not ready
+        (``/readyz`` says why); the others serve."""
+        if self._started:
+            return
+        self._started = True
+        if self.compactor is not None:
+            result = await asyncio.to_thread(self.compactor.run_once)
+            if result.segments:
+                logger.info("replayed %d log segments into Parquet at startup", result.segments)
+        for runtime in self.dataplane.runtimes.values():
+            try:
+                await asyncio.to_thread(runtime.load)
+            except Exception:
+                logger.exception("endpoint '%s': the model failed to load", runtime.name)
+                continue
+            assert runtime.load_seconds is not None
+            primary = runtime.policy.primary
+            self.metrics.model_loaded(
+                runtime.name, primary.name, primary.version, runtime.load_seconds
+            )
+        if self.compactor is not None:
+            self.compactor.start(self.compaction_interval_seconds)
+
+    async def shutdown(self) -> None:
+        """Drain the batchers, then close the prediction log (its last group is written)."""
+        if self._closed:
+            return
+        self._closed = True
+        for runtime in self.dataplane.runtimes.values():
+            await runtime.aclose()
+        self.dataplane.log.close()
+        if self.compactor is not None:
+            self.compactor.stop()
+
+    # -- ASGI --------------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except Exception as error:
+                    logger.exception("startup failed")
+                    await send({"type": "lifespan.startup.failed", "message": str(error)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                try:
+                    await self.shutdown()
+                except Exception as error:
+                    logger.exception("shutdown failed")
+                    await send({"type": "lifespan.shutdown.failed", "message": str(error)})
+                    return
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        metrics = self.metrics
+        metrics.in_flight.inc()
+        request: _Request | None = None
+        try:
+            try:
+                handler, params = self._route(scope["path"], scope["method"])
+                body = await self._body(scope, receive)
+                request = _Request(params, body)
+                status, payload, content_type = await handler(self, request)
+            except Problem as problem:
+                status, payload, content_type = problem.status, orjson.dumps(problem.body()), _JSON
+                metrics.error(request.endpoint if request else "", problem.code)
+            except Exception as error:  # a bug: answer, log, and keep the worker serving
+                logger.exception("unexpected error on %s %s", scope["method"], scope["path"])
+                body_ = {"error": f"internal error: {type(error).__name__}", "code": "internal"}
+                status, payload, content_type = 500, orjson.dumps(body_), _JSON
+                metrics.error(request.endpoint if request else "", "internal")
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": status,
+                    "headers": [
+                        (b"content-type", content_type),
+                        (b"content-length", str(len(payload)).encode()),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": payload})
+        finally:
+            metrics.in_flight.dec()
+        if request is not None and request.endpoint:
+            metrics.request(
+                request.endpoint,
+                request.version,
+                request.api,
+                status,
+                time.perf_counter() - started,
+            )
+
+    def _route(self, path: str, method: str) -> tuple[Handler, list[str]]:
+        parts = path.strip("/").split("/")
+        methods = None if "*" in parts else ROUTES.get(tuple(parts))
+        params: list[str] = []
+        if methods is None and len(parts) >= 3 and "*" not in parts:
+            key = list(parts)
+            params.append(key[2])
+            key[2] = "*"
+            methods = ROUTES.get(tuple(key))
+            if methods is None and len(parts) >= 5 and parts[3] == "versions":
+                params.append(key[4])
+                key[4] = "*"
+                methods = ROUTES.get(tuple(key))
+        if methods is None:
+            raise Problem(404, "not_found", f"no route for {path}")
+        handler = methods.get(method)
+        if handler is None:
+            raise Problem(
+                405,
+                "method_not_allowed",
+                f"{method} is not allowed on {path} (use {', '.join(sorted(methods))})",
+            )
+        return handler, params
+
+    async def _body(self, scope: Scope, receive: Receive) -> bytes:
+        limit = self.max_request_bytes
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                try:
+                    length = int(value)
+                except ValueError:
+                    raise Problem(400, "bad_request", "Content-Length is not a number") from None
+                if length > limit:
+                    raise _too_large(length, limit)
+                break
+        message = await receive()
+        body: bytes = message.get("body", b"")
+        if not message.get("more_body", False):
+            if len(body) > limit:
+                raise _too_large(len(body), limit)
+            return body
+        chunks = [body]
+        size = len(body)
+        while message.get("more_body", False):
+            message = await receive()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(size, limit)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+def _too_large(size: int, limit: int) -> Problem:
+    return Problem(
+        413, "payload_too_large", f"the body has {size} bytes, more than the limit of {limit}"
+    )
+
+
+# -- handlers -------------------------------------------------------------------------------------
+
+
+async def _healthz(app: ServingApp, request: _Request) -> _Response:
+    return _ok({"status": "alive"})
+
+
+async def _readyz(app: ServingApp, request: _Request) -> _Response:
+    ready, detail = app.dataplane.readiness()
+    return _ok(detail, 200 if ready else 503)
+
+
+async def _metrics(app: ServingApp, request: _Request) -> _Response:
+    return 200, app.metrics.exposition(), CONTENT_TYPE.encode()
+
+
+async def _predict(app: ServingApp, request: _Request) -> _Response:
+    runtime = _runtime(app, request, "v1")
+    return _ok(await _native.predict(app.dataplane, runtime, request.json()))
+
+
+async def _feedback(app: ServingApp, request: _Request) -> _Response:
+    runtime = _runtime(app, request, "v1")
+    return _ok(await _native.feedback(app.dataplane, runtime, request.json()))
+
+
+async def _v2_live(app: ServingApp, request: _Request) -> _Response:
+    return _ok({"live": True})
+
+
+async def _v2_ready(app: ServingApp, request: _Request) -> _Response:
+    ready, _ = app.dataplane.readiness()
+    return _ok({"ready": ready}, 200 if ready else 400)
+
+
+async def _v2_metadata(app: ServingApp, request: _Request) -> _Response:
+    runtime = _runtime(app, request, "v2")
+    _v2.check_version(runtime, _version(request))
+    return _ok(_v2.metadata(runtime))
+
+
+async def _v2_model_ready(app: ServingApp, request: _Request) -> _Response:
+    runtime = _runtime(app, request, "v2")
+    _v2.check_version(runtime, _version(request))
+    return _ok({"name": runtime.name, "ready": runtime.ready}, 200 if runtime.ready else 400)
+
+
+async def _v2_infer(app: ServingApp, request: _Request) -> _Response:
+    runtime = _runtime(app, request, "v2")
+    try:
+        payload = request.json()
+    except Problem as problem:
+        problem.status = 400
+        raise
+    return _ok(await _v2.infer(app.dataplane, runtime, payload, _version(request)))
+
+
+def _runtime(app: ServingApp, request: _Request, api: str) -> Any:
+    request.api = api
+    if api == "v2":
+        runtime = app.dataplane.runtimes.get(request.params[0])
+        if runtime is None:
+            raise Problem(404, "not_found", f"model '{request.params[0]}' not found")
+    else:
+        runtime = app.dataplane.runtime(request.params[0])
+    request.endpoint = runtime.name
+    request.version = str(runtime.policy.primary.version)
+    return runtime
+
+
+def _version(request: _Request) -> str | None:
+    return request.params[1] if len(request.params) > 1 else None
+
+
+ROUTES: dict[tuple[str, ...], dict[str, Handler]] = {
+    ("healthz",): {"GET": _healthz},
+    ("readyz",): {"GET": _readyz},
+    ("metrics",): {"GET": _metrics},
+    ("v1", "endpoints", "*", "predict"): {"POST": _predict},
+    ("v1", "endpoints", "*", "feedback"): {"POST": _feedback},
+    ("v2", "health", "live"): {"GET": _v2_live},
+    ("v2", "health", "ready"): {"GET": _v2_ready},
+    ("v2", "models", "*"): {"GET": _v2_metadata},
+    ("v2", "models", "*", "ready"): {"GET": _v2_model_ready},
+    ("v2", "models", "*", "infer"): {"POST": _v2_infer},
+    ("v2", "models", "*", "versions", "*"): {"GET": _v2_metadata},
+    ("v2", "models", "*", "versions", "*", "ready"): {"GET": _v2_model_ready},
+    ("v2", "models", "*", "versions", "*", "infer"): {"POST": _v2_infer},
+}
+"""Path segments (``*`` for the endpoint name and version) -> method -> handler; a constant
+table of functions, built once at import without side effects."""
