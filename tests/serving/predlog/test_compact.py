@@ -49,7 +49,7 @@ def test_segments_become_parquet_parts_by_endpoint_and_date(log_dir: Path) -> No
     part = pq.read_table(log_dir / _parts(log_dir)[1])
     assert part.column("prediction_id").to_pylist() == [entries[0].prediction_id]
     assert "endpoint" not in part.column_names  # partition values live in the path
-    rows = query("SELECT endpoint, date::VARCHAR FROM predictions ORDER BY time", log_dir)
+    rows = query("SELECT endpoint, date::VARCHAR FROM predictions ORDER BY time, endpoint", log_dir)
     assert rows.to_pylist() == [
         {"endpoint": "churn", "CAST(date AS VARCHAR)": "2026-01-31"},
         {"endpoint": "fraud/v2", "CAST(date AS VARCHAR)": "2026-01-31"},
