@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from _common import machine
-from serving_models import MODELS, build_models, request_body
+from serving_models import FEATURES, MODELS, build_models, fit, request_body, training_data
 
 BENCH = Path(__file__).resolve().parent
 LUA = BENCH / "wrk_post.lua"
@@ -61,7 +61,37 @@ def thin(model: str, pickle_path: Path, workdir: Path) -> tuple[list[str], str]:
     return [*command, "--port", "{port}"], "/"
 
 
-SERVERS: dict[str, Server] = {"thin": thin}
+def keel(model: str, pickle_path: Path, workdir: Path) -> tuple[list[str], str]:
+    """``keel serve`` with everything on: signature validation, metrics, the prediction log
+    (fsync "interval"), the deployment lookup. LogisticRegression is served without batching,
+    HistGradientBoosting with micro-batching (max batch 32), as the issue's targets ask."""
+    import pandas as pd
+
+    from keel import Settings, Workspace
+
+    project = workdir / f"keel-{model}"
+    project.mkdir(exist_ok=True)
+    (project / "keel.toml").write_text("[tracking]\ncapture_packages = false\n")
+    fitted = fit(model, feature_names=True)
+    x, _ = training_data()
+    example = pd.DataFrame(x[:100], columns=FEATURES)
+    batching = {"max_batch_size": 32} if model == "hist_gradient_boosting" else {}
+    with Workspace(Settings.load(project)) as workspace:
+        version = workspace.registry.register(model, fitted, input_example=example)
+        workspace.deployments.create_endpoint(
+            "bench",
+            version.uri,
+            max_batch_wait_ms=2.0 if batching else 0.0,
+            **batching,
+        )
+    keel_command = str(Path(sys.executable).with_name("keel"))
+    return (
+        [keel_command, "--dir", str(project), "serve", "--port", "{port}"],
+        "/v1/endpoints/bench/predict",
+    )
+
+
+SERVERS: dict[str, Server] = {"thin": thin, "keel": keel}
 
 
 def measure(
