@@ -126,3 +126,30 @@ def test_library_versions_pin_scikit_learn_and_numpy() -> None:
     versions = SklearnFlavor().library_versions()
 
     assert {"scikit-learn", "numpy", "scipy", "joblib"} <= versions.keys()
+
+
+# -- the matrix model serving uses for all-float signatures ---------------------------------------
+
+
+def test_the_array_model_answers_on_a_matrix_as_the_model_does_on_the_frame(cancer: Data) -> None:
+    frame, target = cancer
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(frame, target)
+    fast = SklearnFlavor().array_model(model, list(frame.columns))
+    assert fast is not None
+    np.testing.assert_allclose(
+        fast.predict_proba(frame.to_numpy()), model.predict_proba(frame), rtol=0, atol=1e-12
+    )
+    assert hasattr(model, "feature_names_in_")  # the original is left as it was
+
+
+def test_no_array_model_when_columns_differ_or_are_selected_by_name(cancer: Data) -> None:
+    frame, target = cancer
+    model = RandomForestClassifier(n_estimators=5, random_state=0).fit(frame, target)
+    assert SklearnFlavor().array_model(model, list(reversed(frame.columns))) is None
+    by_name = make_pipeline(
+        ColumnTransformer([("scaled", StandardScaler(), list(frame.columns))]),
+        RandomForestClassifier(n_estimators=5, random_state=0),
+    ).fit(frame, target)
+    assert SklearnFlavor().array_model(by_name, list(frame.columns)) is None
+    unnamed = RandomForestClassifier(n_estimators=5, random_state=0).fit(frame.to_numpy(), target)
+    assert SklearnFlavor().array_model(unnamed, list(frame.columns)) is None

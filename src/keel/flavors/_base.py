@@ -75,6 +75,14 @@ class Flavor(ABC):
             return None
         return labels_of(model)
 
+    def array_model(self, model: Any, columns: list[str]) -> Any | None:
+        """A model that takes a float NumPy matrix whose columns are ``columns`` (in that
+        order) and answers exactly as ``model`` does on the equivalent frame, or None when the
+        flavor cannot provide one. Serving uses it for all-float signatures: building and
+        checking a DataFrame costs several times the prediction itself for small batches.
+        Callers must check the two agree before relying on it (see ``keel.serving``)."""
+        return None
+
     def library_versions(self) -> dict[str, str]:
         """Installed versions of :attr:`packages` (those that are installed)."""
         versions: dict[str, str] = {}

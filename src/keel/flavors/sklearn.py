@@ -9,6 +9,7 @@ loading warns on version drift.
 
 from __future__ import annotations
 
+import copy
 import pickle
 import sys
 from typing import Any, ClassVar
@@ -52,3 +53,29 @@ class SklearnFlavor(Flavor):
         from sklearn.base import is_classifier
 
         return labels_of(model) if is_classifier(model) else None
+
+    def array_model(self, model: Any, columns: list[str]) -> Any | None:
+        """A copy of ``model`` without the feature names it was fitted with, when those are
+        exactly ``columns`` and nothing in it selects columns by name (a ColumnTransformer):
+        such a copy computes the same thing from a matrix in that column order, without
+        scikit-learn's per-call DataFrame checks."""
+        names = getattr(model, "feature_names_in_", None)
+        if names is None or list(names) != columns or _selects_by_name(model):
+            return None
+        stripped = copy.deepcopy(model)
+        for estimator in _estimators(stripped):
+            if "feature_names_in_" in vars(estimator):  # pipelines only delegate to a step
+                del estimator.feature_names_in_
+        return stripped
+
+
+def _estimators(model: Any) -> list[Any]:
+    """``model`` and, for pipelines, every step (recursively)."""
+    found = [model]
+    for _, step in getattr(model, "steps", []):
+        found += _estimators(step)
+    return found
+
+
+def _selects_by_name(model: Any) -> bool:
+    return any(hasattr(estimator, "transformers") for estimator in _estimators(model))

@@ -103,6 +103,8 @@ class EndpointRuntime:
         self._all_float = False
         self._labels: list[Any] | None = None
         self._label_keys: list[str] = []
+        # The flavor's model for float matrices, when it answers exactly as on frames.
+        self._array_model: Any | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -140,6 +142,7 @@ class EndpointRuntime:
         self._columns = tuple((field.name, field.dtype) for field in schema.fields)
         self._names = [name for name, _ in self._columns]
         self._all_float = all(dtype == "float" for _, dtype in self._columns)
+        self._array_model = self._checked_array_model(model, version) if self._all_float else None
         labels = model.classes
         if labels is not None:
             self._labels = [_plain(label) for label in labels]
@@ -154,6 +157,28 @@ class EndpointRuntime:
             observer=self._observer,
         )
         self.error = None
+
+    def _checked_array_model(self, model: LoadedModel, version: Any) -> Any | None:
+        """The flavor's matrix model, kept only if it gives the same answers as the frame path
+        on probe rows built from the signature (so a wrong shortcut can never serve)."""
+        candidate = model.flavor.array_model(model.model, self._names)
+        if candidate is None:
+            return None
+        probe: Any = np.linspace(-1.0, 1.0, 4 * len(self._names)).reshape(4, len(self._names))
+        frame = pd.DataFrame(probe, columns=self._names)
+        flavor = model.flavor
+        try:
+            same = np.array_equal(
+                np.asarray(flavor.predict(model.model, frame)),
+                np.asarray(flavor.predict(candidate, probe)),
+            )
+            proba_frame = flavor.predict_proba(model.model, frame)
+            if proba_frame is not None:
+                proba_array = flavor.predict_proba(candidate, probe)
+                same = same and proba_array is not None and np.allclose(proba_frame, proba_array)
+        except Exception:  # any doubt: keep the frame path
+            return None
+        return candidate if same else None
 
     async def aclose(self) -> None:
         """Finish what is queued, then stop the batcher's thread."""
@@ -185,14 +210,20 @@ class EndpointRuntime:
 
     def _run_batch(self, items: list[list[Record]]) -> list[list[RowResult]]:
         records = items[0] if len(items) == 1 else [r for item in items for r in item]
-        frame = self._frame(records)
         model = self._model
         assert model is not None
         results: list[RowResult]
         # The flavor is called directly, not through LoadedModel.predict*: those conform the
         # frame to the signature (Schema.from_frame + diff, ~2 ms a call), which _frame already
         # guarantees for records that passed the RecordValidator.
-        flavor, estimator = model.flavor, model.model
+        flavor = model.flavor
+        frame: Any
+        if self._array_model is not None:  # ~7x cheaper than a 1-row DataFrame (measured)
+            estimator = self._array_model
+            frame = self._matrix(records)
+        else:
+            estimator = model.model
+            frame = self._frame(records)
         if self._labels is not None:
             proba = flavor.predict_proba(estimator, frame)
             if proba is None:  # a classifier without probabilities
@@ -221,13 +252,16 @@ class EndpointRuntime:
             for index, row in zip(best, proba.tolist(), strict=True)
         ]
 
+    def _matrix(self, records: list[Record]) -> np.ndarray[Any, Any]:
+        """All-float records as one matrix in signature column order (None becomes NaN)."""
+        names = self._names
+        return np.array([[r.get(n) for n in names] for r in records], dtype=np.float64)
+
     def _frame(self, records: list[Record]) -> pd.DataFrame:
         """The records as one frame: every signature column, in signature order, typed as the
         signature says (validated records only, so the conversions cannot fail)."""
         if self._all_float:  # one 2-D block: several times faster than a dict of columns
-            names = self._names
-            matrix = np.array([[r.get(n) for n in names] for r in records], dtype=np.float64)
-            return pd.DataFrame(matrix, columns=names, copy=False)
+            return pd.DataFrame(self._matrix(records), columns=self._names, copy=False)
         data: dict[str, Any] = {}
         for name, dtype in self._columns:
             values = [record.get(name) for record in records]
