@@ -140,3 +140,17 @@ def test_a_crash_mid_write_leaves_no_artifact_under_a_valid_name(
 def test_an_unknown_protocol_is_an_artifact_error() -> None:
     with pytest.raises(ArtifactError, match="cannot open artifact store"):
         ArtifactStore("nope://bucket/x")
+
+
+def test_a_verified_path_holds_the_artifact_bytes(store: ArtifactStore) -> None:
+    ref = store.put_bytes(b"parquet bytes")
+    path = store.verified_path(ref.digest, size=ref.size)
+    assert path.read_bytes() == b"parquet bytes"
+
+
+def test_a_verified_path_of_a_tampered_local_file_is_refused(tmp_path: Path) -> None:
+    store = ArtifactStore(str(tmp_path))
+    ref = store.put_bytes(b"the real data")
+    _stored_file(store, ref.digest).write_bytes(b"the evil data")
+    with pytest.raises(ArtifactCorrupted, match="hashes to"):
+        store.verified_path(ref.digest, size=ref.size)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -163,6 +164,26 @@ class ArtifactStore:
             raise ArtifactCorrupted(digest, self.location(digest), f"content hashes to {actual}")
         return data
 
+    def verified_path(self, digest: str, size: int | None = None) -> Path:
+        """A local file holding the artifact, hashed (in chunks) before it is handed out: the
+        stored file itself for a local store, else a verified copy in a cache directory under
+        the system temp dir. For readers that want a path (DuckDB, pyarrow); treat it as
+        read-only."""
+        if self._local:
+            path = Path(self._path(digest))
+            _verify_file(path, digest, size)
+            return path
+        cached = Path(tempfile.gettempdir()) / "keel-artifacts" / digest
+        with contextlib.suppress(ArtifactError):  # not cached yet, or damaged: fetch again
+            _verify_file(cached, digest, size)
+            return cached
+        data = self.get_bytes(digest, size=size)
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        partial = cached.with_name(f"{cached.name}.{uuid.uuid4().hex}.part")
+        partial.write_bytes(data)
+        os.replace(partial, cached)
+        return cached
+
     def copy_to(self, digest: str, destination: Path, size: int | None = None) -> Path:
         """Write the verified artifact to a local file (for exports)."""
         data = self.get_bytes(digest, size=size)
@@ -180,3 +201,22 @@ def _sync(handle: IO[bytes]) -> None:
     # not a real file descriptor on remote or in-memory filesystems: nothing to sync
     with contextlib.suppress(OSError, ValueError, AttributeError, TypeError):
         os.fsync(fileno())
+
+
+def _verify_file(path: Path, digest: str, size: int | None) -> None:
+    """Hash the file at ``path`` in chunks and refuse it unless it holds the artifact's bytes."""
+    hasher = hashlib.sha256()
+    read = 0
+    try:
+        with path.open("rb") as handle:
+            while chunk := handle.read(_CHUNK):
+                hasher.update(chunk)
+                read += len(chunk)
+    except FileNotFoundError:
+        raise ArtifactNotFound(digest, str(path)) from None
+    except OSError as error:
+        raise ArtifactError(f"cannot read {path}: {error}") from error
+    if size is not None and read != size:
+        raise ArtifactCorrupted(digest, str(path), f"size is {read} bytes, recorded {size}")
+    if hasher.hexdigest() != digest:
+        raise ArtifactCorrupted(digest, str(path), f"content hashes to {hasher.hexdigest()}")

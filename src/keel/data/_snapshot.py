@@ -20,12 +20,10 @@ gives the same bytes (for the same pyarrow and pandas versions) and is stored on
 from __future__ import annotations
 
 import builtins
-import hashlib
 import io
 import os
 import re
 import tempfile
-import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -43,9 +41,6 @@ from keel.data._profile import Profile, profile
 from keel.data._profile_diff import ProfileDiff, profile_diff
 from keel.data._schema import Schema, SchemaDiff
 from keel.errors import (
-    ArtifactCorrupted,
-    ArtifactError,
-    ArtifactNotFound,
     DataError,
     SnapshotNotFound,
 )
@@ -66,7 +61,6 @@ _PARQUET_OPTIONS: dict[str, Any] = {
     "data_page_size": 1 << 20,
     "store_schema": True,
 }
-_CHUNK = 1 << 20
 _HEX = re.compile(r"^[0-9a-f]+$")
 
 #: what can be snapshotted: a frame, an Arrow table, or a path to read
@@ -264,22 +258,7 @@ class SnapshotStore:
         the file as read-only."""
         snapshot = ref if isinstance(ref, Snapshot) else self.get(ref)
         artifact = snapshot.artifact
-        location = self._artifacts.location(artifact.digest)
-        if "://" not in location:  # ArtifactStore.location gives local stores as plain paths
-            _verify_file(Path(location), artifact)
-            return location
-        cached = Path(tempfile.gettempdir()) / "keel-snapshots" / f"{artifact.digest}.parquet"
-        try:
-            _verify_file(cached, artifact)
-            return str(cached)
-        except ArtifactError:
-            pass  # not cached yet, or the cached copy was damaged: fetch it again
-        data = self._artifacts.get_bytes(artifact.digest, size=artifact.size)
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        partial = cached.with_name(f"{cached.name}.{uuid.uuid4().hex}.part")
-        partial.write_bytes(data)
-        os.replace(partial, cached)
-        return str(cached)
+        return str(self._artifacts.verified_path(artifact.digest, size=artifact.size))
 
     # -- comparing -------------------------------------------------------------------------------
 
@@ -446,26 +425,3 @@ def _from_row(row: RowMapping) -> Snapshot:
         created_at=float(row["created_at"]),
         created_by=row["created_by"],
     )
-
-
-def _verify_file(path: Path, artifact: ArtifactRef) -> None:
-    """Hash the file at ``path`` in chunks and refuse it unless it is the artifact's bytes."""
-    digest = hashlib.sha256()
-    size = 0
-    try:
-        with path.open("rb") as handle:
-            while chunk := handle.read(_CHUNK):
-                digest.update(chunk)
-                size += len(chunk)
-    except FileNotFoundError:
-        raise ArtifactNotFound(artifact.digest, str(path)) from None
-    except OSError as error:
-        raise ArtifactError(f"cannot read {path}: {error}") from error
-    if size != artifact.size:
-        raise ArtifactCorrupted(
-            artifact.digest, str(path), f"size is {size} bytes, recorded {artifact.size}"
-        )
-    if digest.hexdigest() != artifact.digest:
-        raise ArtifactCorrupted(
-            artifact.digest, str(path), f"content hashes to {digest.hexdigest()}"
-        )
