@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from keel.serving._predlog._entry import KINDS, FeedbackEntry, LogEntry, PredictionEntry, encode
 from keel.serving._predlog._group import Group, Pending, SharedFuture, resolve
+from keel.serving._predlog._health import WARNING_INTERVAL_SECONDS, WriteHealth
 from keel.serving._predlog._segments import (
     OpenSegment,
     create_segment,
@@ -47,8 +48,6 @@ logger = logging.getLogger(__name__)
 
 FsyncPolicy = Literal["never", "interval", "always"]
 FSYNC_POLICIES = ("never", "interval", "always")
-# While the log is degraded, one warning per this many seconds.
-WARNING_INTERVAL_SECONDS = 60.0
 
 
 class PredictionLog:
@@ -117,12 +116,9 @@ class PredictionLog:
         self._created = False  # a segment was created since the last fsync round
         self._waiters: list[tuple[int, SharedFuture, asyncio.AbstractEventLoop]] = []
         self._syncer: Syncer | None = None
-        self._failure: str | None = None
-        self._failure_since: float | None = None
+        self._health = WriteHealth(segments_dir(self.directory), retry_seconds)
         self._fsync_failure: str | None = None
-        self._retry_at = 0.0
         self._retry_handle: asyncio.TimerHandle | None = None
-        self._warned_at = -WARNING_INTERVAL_SECONDS
         self._dropped_warned_at = -WARNING_INTERVAL_SECONDS
         self._closed = False
         self._pid = os.getpid()
@@ -244,7 +240,7 @@ class PredictionLog:
         pending = self._retained
         if not pending.count:
             return self._sequence
-        if self._failure is not None and time.monotonic() < self._retry_at:
+        if not self._health.may_write():
             return None
         for kind in KINDS:
             lines = pending.lines[kind]
@@ -254,15 +250,21 @@ class PredictionLog:
             try:
                 self._write(kind, data)
             except OSError as error:
-                self._failed(error)
+                self.write_errors_total += 1
+                self._health.failed(
+                    error,
+                    retained=self._retained.count,
+                    max_bytes=self.max_pending_bytes,
+                    errors=self.write_errors_total,
+                    dropped=self.dropped_entries_total,
+                )
                 return None
             self.entries_written_total += len(lines)
             self.bytes_written_total += len(data)
             pending.take(kind)
         self.groups_total += 1
         self._sequence += 1
-        if self._failure is not None:
-            self._recovered()
+        self._health.succeeded(errors=self.write_errors_total, dropped=self.dropped_entries_total)
         return self._sequence
 
     def _write(self, kind: str, data: bytes) -> None:
@@ -326,40 +328,6 @@ class PredictionLog:
         self._retired.append(segment.fd)
         self._syncer.request()
 
-    def _failed(self, error: OSError) -> None:
-        now = time.monotonic()
-        self.write_errors_total += 1
-        self._retry_at = now + self.retry_seconds
-        reason = f"cannot write to {segments_dir(self.directory)}: {error.strerror or error}"
-        first = self._failure is None
-        self._failure = reason
-        if first:
-            self._failure_since = time.time()
-        if first or now - self._warned_at >= WARNING_INTERVAL_SECONDS:
-            self._warned_at = now
-            logger.warning(
-                "prediction log degraded: %s; keeping %d entries in memory (at most %d bytes), "
-                "retrying every %gs; %d write errors, %d entries dropped so far",
-                reason,
-                self._retained.count,
-                self.max_pending_bytes,
-                self.retry_seconds,
-                self.write_errors_total,
-                self.dropped_entries_total,
-            )
-
-    def _recovered(self) -> None:
-        logger.warning(
-            "prediction log recovered: writing to %s again after %.1fs (%d write errors, %d "
-            "entries dropped so far)",
-            segments_dir(self.directory),
-            time.time() - (self._failure_since or time.time()),
-            self.write_errors_total,
-            self.dropped_entries_total,
-        )
-        self._failure = None
-        self._failure_since = None
-
     def _schedule_retry(self, loop: asyncio.AbstractEventLoop) -> None:
         """Retry the retained entries even if no new append comes along."""
         if self._retry_handle is None and not self._closed:
@@ -412,7 +380,7 @@ class PredictionLog:
     @property
     def degraded(self) -> bool:
         """Whether the log is failing to write (or to fsync); :meth:`status` says why."""
-        return self._failure is not None or self._fsync_failure is not None
+        return self._health.reason is not None or self._fsync_failure is not None
 
     def status(self) -> dict[str, Any]:
         """Counters and health, for ``/readyz`` detail and metrics. ``lag_seconds`` is the age
@@ -422,12 +390,12 @@ class PredictionLog:
         except OSError:  # the directory is unusable; "reason" says how
             lag = None
         with self._lock:
-            reason = self._failure or self._fsync_failure
+            reason = self._health.reason or self._fsync_failure
             return {
                 "lag_seconds": lag,
                 "degraded": reason is not None,
                 "reason": reason,
-                "degraded_since": self._failure_since,
+                "degraded_since": self._health.since,
                 "directory": str(self.directory),
                 "fsync": self.fsync,
                 "pending_entries": self._retained.count,
@@ -464,7 +432,7 @@ class PredictionLog:
             self._retry_handle.cancel()
             self._retry_handle = None
         with self._lock:
-            self._retry_at = 0.0
+            self._health.retry_now()
             self._commit(group.pending if group is not None else None)
             if self._retained.count:
                 self.dropped_entries_total += self._retained.count
@@ -472,7 +440,7 @@ class PredictionLog:
                     "prediction log %s closed with %d entries it could not write (%s)",
                     self.directory,
                     self._retained.count,
-                    self._failure,
+                    self._health.reason,
                 )
                 self._retained = Pending()
             for kind in KINDS:
