@@ -12,7 +12,7 @@ import pandas as pd
 
 from keel.data import Schema, infer_dtype
 from keel.errors import KeelError
-from keel.flavors import SavedModel, flavor_for, get_flavor, save_model
+from keel.flavors import SavedModel, get_flavor, save_model
 
 # Rows of the input example used to infer the output type.
 _PROBE_ROWS = 5
@@ -91,9 +91,8 @@ def package_model(
     model: Any, input_example: pd.DataFrame, flavor: str | None = None
 ) -> PackagedModel:
     """Serialise ``model`` with its flavor and infer its signature from ``input_example``."""
-    chosen = get_flavor(flavor) if flavor else flavor_for(model)
-    saved = save_model(model, chosen.name)
-    return PackagedModel(saved=saved, signature=infer_signature(model, chosen.name, input_example))
+    saved = save_model(model, flavor)
+    return PackagedModel(saved=saved, signature=infer_signature(model, saved.flavor, input_example))
 
 
 def fingerprint(data: pd.DataFrame | str | Path) -> str:

@@ -152,7 +152,7 @@ class Dataplane:
                 500, "model_error", f"the model failed: {type(error).__name__}: {error}"
             ) from None
 
-    async def feedback(self, runtime: EndpointRuntime, items: list[FeedbackEntry]) -> None:
+    async def feedback(self, items: list[FeedbackEntry]) -> None:
         """Record feedback entries (validated by the adapter) before the response is sent."""
         await self.log.append(items)
 

@@ -119,7 +119,7 @@ async def feedback(dataplane: Dataplane, runtime: EndpointRuntime, payload: Any)
             + "; ".join(f"row {p['row']}: {p['field']}: {p['message']}" for p in problems[:20]),
             problems,
         )
-    await dataplane.feedback(runtime, entries)
+    await dataplane.feedback(entries)
     return {"endpoint": runtime.name, "accepted": len(entries)}
 
 
