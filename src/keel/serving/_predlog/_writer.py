@@ -336,9 +336,16 @@ class PredictionLog:
     def _retry(self, loop: asyncio.AbstractEventLoop) -> None:
         self._retry_handle = None
         with self._lock:
-            sequence = self._commit(None) if self._retained.count else self._sequence
+            if not self._retained.count:
+                return
+            sequence = self._commit(None)
+            syncer = self._syncer if self.fsync == "always" else None
         if sequence is None:
             self._schedule_retry(loop)
+        elif syncer is not None:
+            # Nobody waits on this write, but "always" still means a round after each group:
+            # without one, an idle server leaves what it recovered unsynced until the next one.
+            syncer.request()
 
     # -- fsync (called on the syncer's thread) ----------------------------------------------
 
