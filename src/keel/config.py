@@ -100,6 +100,10 @@ class ServingSettings(BaseModel):
     """A log segment is closed and handed to compaction when it reaches this size."""
     max_request_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     """Requests with a larger body are refused with 413."""
+    inline_below_ms: float = Field(0.5, ge=0)
+    """A model call expected (from the calls so far) to take less than this runs on the event
+    loop's thread, where a hand-off to the batch thread would cost more than the call; slower
+    calls never block the loop. 0 runs every call on the batch thread."""
 
 
 class Settings(BaseSettings):
@@ -355,6 +359,9 @@ fsync_interval_seconds = 1.0
 segment_max_bytes = 67108864
 # Request bodies larger than this are refused with 413.
 max_request_bytes = 8388608
+# Model calls expected to take less than this (ms) run on the event loop's thread, where a
+# hand-off to the batch thread would cost more; slower ones never block the loop. 0: never.
+inline_below_ms = 0.5
 """
 
 

@@ -455,3 +455,112 @@ def test_every_item_gets_exactly_its_own_result(
 
 def _cancelled(outcome: object) -> bool:
     return isinstance(outcome, asyncio.CancelledError)
+
+
+# -- cheap batches run inline ------------------------------------------------------------------
+
+
+class ThreadRecorder:
+    """A run_batch that records which thread ran each batch and takes ``seconds`` per call."""
+
+    def __init__(self, seconds: float = 0.0) -> None:
+        self.seconds = seconds
+        self.threads: list[int] = []
+
+    def __call__(self, items: list[Any]) -> Sequence[Any]:
+        self.threads.append(threading.get_ident())
+        if self.seconds:
+            time.sleep(self.seconds)
+        return list(items)
+
+
+def test_a_cheap_model_runs_on_the_loop_thread_once_its_cost_is_known() -> None:
+    model = ThreadRecorder()
+
+    async def main() -> None:
+        batcher = MicroBatcher(model, max_batch_size=1, max_batch_wait_ms=0, inline_below_ms=5)
+        for item in range(20):
+            assert await batcher.submit(item) == item
+        loop_thread = threading.get_ident()
+        # The first call's cost is unknown, so it goes to the thread; then it is known.
+        assert model.threads[0] != loop_thread
+        assert set(model.threads[1:]) == {loop_thread}
+        assert batcher.stats.inline_batches == 19
+        await batcher.aclose()
+
+    run(main())
+
+
+def test_a_slow_model_never_blocks_the_event_loop() -> None:
+    model = ThreadRecorder(seconds=0.02)
+
+    async def main() -> None:
+        batcher = MicroBatcher(model, max_batch_size=1, max_batch_wait_ms=0, inline_below_ms=1)
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0)
+
+        tick_task = asyncio.ensure_future(ticker())
+        for item in range(5):
+            await batcher.submit(item)
+        tick_task.cancel()
+        assert threading.get_ident() not in model.threads
+        assert batcher.stats.inline_batches == 0
+        assert ticks > 5  # the loop kept turning while every call ran on the thread
+        await batcher.aclose()
+
+    run(main())
+
+
+def test_a_model_that_becomes_slow_goes_back_to_the_thread() -> None:
+    model = ThreadRecorder()
+
+    async def main() -> None:
+        batcher = MicroBatcher(model, max_batch_size=1, max_batch_wait_ms=0, inline_below_ms=2)
+        for item in range(5):
+            await batcher.submit(item)
+        loop_thread = threading.get_ident()
+        assert model.threads[-1] == loop_thread
+        model.seconds = 0.02  # one slow inline call teaches the batcher
+        for item in range(5):
+            await batcher.submit(item)
+        assert model.threads[-1] != loop_thread
+        await batcher.aclose()
+
+    run(main())
+
+
+def test_a_large_batch_of_a_cheap_model_is_not_assumed_cheap() -> None:
+    model = ThreadRecorder(seconds=0.0015)  # 1.5 ms a call, whatever its size
+
+    async def main() -> None:
+        batcher = MicroBatcher(model, max_batch_size=64, max_batch_wait_ms=2, inline_below_ms=2)
+        await batcher.submit(0)
+        await batcher.submit(1)  # known: one row takes ~1.5 ms, under the 2 ms limit
+        loop_thread = threading.get_ident()
+        assert model.threads[-1] == loop_thread
+        # 8 rows have never been seen; from one row's cost they are expected to take ~12 ms.
+        await asyncio.gather(*spawn(batcher, range(8)))
+        assert model.threads[-1] != loop_thread
+        await batcher.aclose()
+
+    run(main())
+
+
+def test_inline_is_off_by_default_and_refuses_a_negative_limit() -> None:
+    model = ThreadRecorder()
+
+    async def main() -> None:
+        batcher = MicroBatcher(model, max_batch_size=1, max_batch_wait_ms=0)
+        for item in range(5):
+            await batcher.submit(item)
+        assert threading.get_ident() not in model.threads
+        await batcher.aclose()
+
+    run(main())
+    with pytest.raises(ValueError, match="inline_below_ms"):
+        MicroBatcher(model, inline_below_ms=-1)
