@@ -44,7 +44,7 @@ LogisticRegression answers one row in ≈0.1 ms; the round trip cost keel ≈0.2
 half its throughput). With ``inline_below_ms`` > 0, a batch whose *expected* run time is below
 it, and that would start with no other batch running, runs on the event loop's thread instead.
 The expectation comes from the batches run so far (both ways): an exponentially weighted
-average of the seconds per row, kept per batch-size class (1, 2–3, 4–7, …); a class never seen
+average of the seconds per row, kept per batch-size class (1, 2-3, 4-7, ...); a class never seen
 is estimated from the nearest smaller one as if time grew linearly with rows (an overestimate),
 and with nothing to go on the batch goes to the thread. So a slow model, or a batch made large
 by load, never holds the loop for long: the loop is blocked at most about ``inline_below_ms``
@@ -336,6 +336,7 @@ class MicroBatcher(Generic[T, R]):
     def _run_inline(self, batch: list[_Entry[T, R]]) -> None:
         self._inline_batches += 1
         self._complete(batch, self._run([entry.item for entry in batch]), inline=True)
+
     def _take(self) -> list[_Entry[T, R]]:
         queue = self._queue
         batch = [queue.popleft()]

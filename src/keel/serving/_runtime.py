@@ -9,8 +9,9 @@
 A request's records travel as one item of the :class:`MicroBatcher` (counting for as many rows
 as it has), so concurrent requests are stacked into one frame and one model call, run on the
 batcher's thread (or, for a batch measured to be cheaper than the trip to that thread, on the
-event loop's: ``inline_below_ms``, see :mod:`keel.serving._batching`). Transports (the native JSON API, the Open Inference Protocol) parse their
-payloads into records and call the same two methods.
+event loop's: ``inline_below_ms``, see :mod:`keel.serving._batching`). Transports (the native
+JSON API, the Open Inference Protocol) parse their payloads into records and call the same two
+methods.
 
 Classifiers are called once per batch, with ``predict_proba``: each row's prediction is the
 label of its highest probability (what ``predict`` answers for scikit-learn, LightGBM and
