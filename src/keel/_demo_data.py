@@ -11,7 +11,7 @@ store so the champion can score patients from their stored features.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -66,6 +66,12 @@ def measurements() -> tuple[pd.DataFrame, pd.Series[Any]]:
     broken.loc[broken.index[0], "mean_radius"] = -3.0
     broken.loc[broken.index[1], "mean_texture"] = np.nan
     return pd.concat([frame, broken], ignore_index=True), diagnosis
+
+
+def diagnoses(patients: Sequence[int]) -> list[int]:
+    """Each patient's diagnosis (1: malignant): the outcome the demo reports as feedback."""
+    _, diagnosis = measurements()
+    return [int(diagnosis.iloc[patient - 1]) for patient in patients]
 
 
 def measurement_schema(frame: pd.DataFrame) -> Schema:
