@@ -39,24 +39,24 @@ def serve(
         ),
     ] = None,
 ) -> None:
-    """Serve predictions over HTTP: keel's JSON API and the Open Inference Protocol (V2)."""
-    from keel.serving._server import run_server, serving_app
+    """Serve predictions over HTTP: keel's JSON API and the Open Inference Protocol (V2).
+
+    With several workers, the processes share the port; SIGTERM or Ctrl-C stops them all.
+    """
+    from keel.serving._server import run_server, run_workers, served_endpoints, serving_app
 
     workspace = open_workspace(ctx)
     serving = workspace.settings.serving
     count = workers if workers is not None else serving.workers
-    if count != 1:
-        raise ServingError(
-            f"--workers {count}: several worker processes are not supported yet; "
-            "run one worker per port behind a load balancer, or use --workers 1"
-        )
-    app = serving_app(workspace, endpoints=endpoint or None)
-    if not app.dataplane.runtimes:
+    chosen = served_endpoints(workspace, endpoint or None)
+    if not chosen:
         raise ServingError(
             "there are no endpoints to serve: create one with `keel endpoints create`"
         )
-    run_server(
-        app,
-        host=host if host is not None else serving.host,
-        port=port if port is not None else serving.port,
-    )
+    names = [item.name for item in chosen]
+    host = host if host is not None else serving.host
+    port = port if port is not None else serving.port
+    if count == 1:
+        run_server(serving_app(workspace, endpoints=names), host=host, port=port)
+    else:
+        run_workers(workspace.settings, endpoints=names, workers=count, host=host, port=port)

@@ -18,6 +18,7 @@ of microseconds per check; the other rules are plain Python comparisons.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -36,6 +37,10 @@ _MISSING: Any = object()
 _BAD: Any = object()  # a value of the wrong type
 _NULL: Any = object()  # NaN, pd.NA or pd.NaT standing for a missing value
 _INF = math.inf
+# An int field is a 64-bit column (int64 / Int64) and a float field a double: values beyond
+# those cannot be put in the frame a model is called with.
+_INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
+_FLOAT_MAX = sys.float_info.max
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,13 +213,14 @@ def _missing_or_bad(value: Any) -> Any:
 def _to_int(value: Any) -> Any:
     kind = type(value)
     if kind is int:
-        return value
+        return value if _INT_MIN <= value <= _INT_MAX else _BAD
     if kind is float:
         if value != value:
             return _NULL
-        return value if value.is_integer() else _BAD
+        # strictly inside: JSON parsers round integers just below -2**63 to the float -2**63
+        return value if value.is_integer() and _INT_MIN < value < _INT_MAX else _BAD
     if isinstance(value, np.integer):
-        return int(value)
+        return _to_int(int(value))
     if isinstance(value, np.floating):
         return _to_int(float(value))
     return _missing_or_bad(value)
@@ -225,7 +231,7 @@ def _to_float(value: Any) -> Any:
     if kind is float:
         return _NULL if value != value else value
     if kind is int:
-        return value
+        return value if -_FLOAT_MAX <= value <= _FLOAT_MAX else _BAD
     if isinstance(value, np.integer | np.floating):
         return _to_float(value.item())
     return _missing_or_bad(value)
@@ -233,8 +239,10 @@ def _to_float(value: Any) -> Any:
 
 def _to_float_with_nan(value: Any) -> Any:
     kind = type(value)
-    if kind is float or kind is int:
+    if kind is float:
         return value
+    if kind is int:
+        return value if -_FLOAT_MAX <= value <= _FLOAT_MAX else _BAD
     if isinstance(value, np.integer | np.floating):
         return value.item()
     return _missing_or_bad(value)

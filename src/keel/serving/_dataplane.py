@@ -16,8 +16,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from keel.errors import EndpointNotFound
+from keel.errors import EndpointNotFound, FeatureStoreError
 from keel.serving._batching import BatcherClosed, Overloaded
+from keel.serving._features import MissingFeatures, OnDemandFailed
 from keel.serving._metrics import ServingMetrics
 from keel.serving._predlog import (
     FeedbackEntry,
@@ -120,7 +121,7 @@ class Dataplane:
                     endpoint=runtime.name,
                     model=primary.name,
                     model_version=primary.version,
-                    inputs=record,
+                    inputs=record if result.inputs is None else {**record, **result.inputs},
                     prediction=result.prediction,
                     probabilities=result.probabilities,
                     latency_ms=latency_ms,
@@ -144,6 +145,21 @@ class Dataplane:
             ) from None
         except Overloaded as error:
             raise Problem(503, "overloaded", str(error)) from None
+        except MissingFeatures as error:
+            raise Problem(
+                422,
+                "missing_features",
+                str(error),
+                [
+                    {"row": row, "field": feature, "rule": "feature_store", "message": why}
+                    for row, feature, why in error.problems
+                ],
+            ) from None
+        except OnDemandFailed as error:
+            raise Problem(422, "invalid_input", str(error)) from None
+        except FeatureStoreError as error:
+            logger.warning("endpoint '%s': feature lookup failed: %s", runtime.name, error)
+            raise Problem(503, "features_unavailable", f"feature lookup failed: {error}") from None
         except (BatcherClosed, ModelNotReady) as error:
             raise Problem(503, "not_ready", str(error)) from None
         except Exception as error:
@@ -170,8 +186,10 @@ class Dataplane:
             for name, runtime in sorted(self.runtimes.items())
         }
         ready = all(runtime.ready for runtime in self.runtimes.values())
+        compactor = self.metrics.compactor  # the one the metrics export: this server's
         return ready, {
             "ready": ready,
             "endpoints": endpoints,
             "prediction_log": self.log.status(),
+            "compaction": None if compactor is None else compactor.status(),
         }

@@ -1,16 +1,61 @@
-"""The server's Prometheus metrics, in a registry of its own (no module-level collectors).
+"""The server's Prometheus metrics, for one process or several (no module-level collectors).
 
-    metrics = ServingMetrics(log)
-    metrics.requests(endpoint, version).inc()     # children are cached: label lookups are dicts
-    body = metrics.exposition()                   # text format, for GET /metrics
+    metrics = ServingMetrics(log, compactor=compactor)          # one process
+    metrics = ServingMetrics(log, compactor=compactor, multiprocess_dir=path)   # one per worker
+    metrics.request(endpoint, version, api, code, seconds)      # children are cached: dict lookups
+    metrics.watch_queue(endpoint, queued)                       # read when values are sampled
+    metrics.start()  ...  metrics.close()                       # the server's lifespan
+    body = metrics.exposition()                                 # text format, for GET /metrics
 
-One process for now: each worker process would export its own counters. Several workers need
-prometheus-client's multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``), which this does not set up.
+What is exported (``*``: sampled from other objects rather than updated in place; last column:
+how a gauge merges across worker processes)::
+
+    keel_requests_total{endpoint, model_version, api, code}        counter
+    keel_request_duration_seconds{endpoint, model_version}         histogram
+    keel_request_errors_total{endpoint, type}                      counter  (type="overloaded":
+                                                                   refused, the queue was full)
+    keel_requests_in_flight                                        gauge    livesum
+    keel_requests_queued{endpoint}                               * gauge    livesum
+    keel_queue_wait_seconds{endpoint}                              histogram
+    keel_batch_rows{endpoint}, keel_batch_duration_seconds{endpoint}   histograms
+    keel_model_load_seconds{endpoint, model, model_version}        gauge    liveall (+ pid)
+    keel_prediction_log_entries_written_total, ..._write_errors_total,
+    ..._dropped_entries_total, ..._fsync_errors_total            * counters
+    keel_prediction_log_degraded                                 * gauge    livemax
+    keel_prediction_log_pending_entries                          * gauge    livesum
+    keel_prediction_log_lag_seconds                                gauge, read at scrape time
+    keel_prediction_log_compaction_{runs,errors}_total,
+    keel_prediction_log_compacted_entries_total                  * counters
+    process_*                                                    * the standard process metrics
+
+**One process**: every metric lives in this object's registry, and the sampled values are read
+when ``/metrics`` is scraped.
+
+**Several worker processes** (``multiprocess_dir``): prometheus-client's multiprocess mode. The
+parent creates an empty directory and sets ``PROMETHEUS_MULTIPROC_DIR`` to it before the
+workers start (prometheus-client picks its value store at import time); each worker's values
+live in memory-mapped files there, and a scrape answered by any worker merges every file:
+counters and histograms are summed over all workers, dead ones included (what they counted
+happened). A gauge says how it merges (the last column above): ``livesum`` for quantities
+shared out between workers (requests in flight or queued, entries held in memory), ``livemax``
+for "degraded" (one degraded worker is enough), ``liveall`` (one series per worker, ``pid``
+label) for what each worker has of its own (its model's load time, its memory). "live" gauges
+leave with their worker: a scrape calls ``mark_process_dead`` for every process that left such
+files and no longer runs (uvicorn's supervisor has no hook on a worker's exit, and a scrape is
+when stale values would be seen). The process metrics become per-worker too:
+``process_cpu_seconds_total{pid}`` and ``liveall`` gauges for memory, descriptors and start time.
+Sampled values are published by each worker every ``sample_seconds`` (and by the scraping
+worker just before it reads), so another worker's are at most that old. The prediction log's
+lag belongs to the directory, not to a worker: whichever worker answers computes it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
@@ -21,13 +66,16 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.registry import Collector
 
 from keel.serving._batching import BatchRecord
 
 if TYPE_CHECKING:
-    from keel.serving._predlog import PredictionLog
+    from keel.serving._predlog import Compactor, PredictionLog
+
+logger = logging.getLogger(__name__)
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -48,94 +96,220 @@ _LATENCY_BUCKETS = (
 )
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 
+_LOG_COUNTERS = (
+    ("entries_written", "Prediction log entries handed to the OS."),
+    ("write_errors", "Prediction log writes that failed."),
+    ("dropped_entries", "Prediction log entries lost (memory cap, unencodable, closed)."),
+    ("fsync_errors", "Prediction log fsync rounds that failed."),
+)
+_COMPACTION_COUNTERS = (
+    ("compaction_runs", "runs_total", "Compaction runs (closed segments moved to Parquet)."),
+    ("compaction_errors", "errors_total", "Segments whose compaction failed (retried later)."),
+    ("compacted_entries", "entries_total", "Prediction log entries moved to Parquet."),
+)
 
-class _LogCollector(Collector):
-    """Reads the prediction log's counters at scrape time (nothing to update per request)."""
+
+class _Mirror:
+    """A counter child kept equal to a running total read elsewhere (incremented by the
+    difference, so each process adds only what it counted)."""
+
+    __slots__ = ("_child", "_seen")
+
+    def __init__(self, child: Any) -> None:
+        self._child = child
+        self._seen = 0.0
+
+    def update(self, total: float) -> None:
+        if total > self._seen:
+            self._child.inc(total - self._seen)
+            self._seen = total
+
+
+class _LagCollector(Collector):
+    """The age of the oldest entry of the log directory not yet in Parquet, read at scrape
+    time: a property of the directory, so right whichever process computes it."""
 
     def __init__(self, log: PredictionLog) -> None:
         self._log = log
 
+    def describe(self) -> Iterator[Metric]:
+        yield self._family()
+
     def collect(self) -> Iterator[Metric]:
-        status = self._log.status()
-        for key, help_text in (
-            ("entries_written", "Prediction log entries handed to the OS."),
-            ("write_errors", "Prediction log writes that failed."),
-            ("dropped_entries", "Prediction log entries lost (memory cap, unencodable, closed)."),
-            ("fsync_errors", "Prediction log fsync rounds that failed."),
-        ):
-            counter = CounterMetricFamily(f"keel_prediction_log_{key}", help_text)
-            counter.add_metric([], status[f"{key}_total"])
-            yield counter
-        lag = GaugeMetricFamily(
+        lag = self._log.status()["lag_seconds"]
+        family = self._family()
+        family.add_metric([], float("nan") if lag is None else lag)
+        yield family
+
+    @staticmethod
+    def _family() -> GaugeMetricFamily:
+        return GaugeMetricFamily(
             "keel_prediction_log_lag_seconds",
             "Age of the oldest log entry not yet compacted to Parquet (NaN: unreadable).",
         )
-        lag.add_metric([], float("nan") if status["lag_seconds"] is None else status["lag_seconds"])
-        yield lag
-        degraded = GaugeMetricFamily(
-            "keel_prediction_log_degraded", "1 while the prediction log cannot write."
-        )
-        degraded.add_metric([], 1.0 if status["degraded"] else 0.0)
-        yield degraded
-        pending = GaugeMetricFamily(
-            "keel_prediction_log_pending_entries", "Entries kept in memory while writing fails."
-        )
-        pending.add_metric([], status["pending_entries"])
-        yield pending
+
+
+class _ProcessSampler:
+    """This process's CPU, memory and descriptors as per-worker metrics (multiprocess mode,
+    where prometheus-client's ProcessCollector would only ever describe the scraping worker)."""
+
+    def __init__(self) -> None:
+        self._source = ProcessCollector(registry=None)
+        self._pid = str(os.getpid())
+        self._gauges: dict[str, Any] = {}
+        self._counters: dict[str, _Mirror] = {}
+        for family in self._source.collect():
+            if family.type == "counter":
+                counter = Counter(family.name, family.documentation, ["pid"], registry=None)
+                self._counters[family.name + "_total"] = _Mirror(counter.labels(self._pid))
+            else:
+                self._gauges[family.name] = Gauge(
+                    family.name, family.documentation, registry=None, multiprocess_mode="liveall"
+                )
+
+    def refresh(self) -> None:
+        for family in self._source.collect():
+            for sample in family.samples:
+                gauge = self._gauges.get(sample.name)
+                if gauge is not None:
+                    gauge.set(sample.value)
+                else:
+                    mirror = self._counters.get(sample.name)
+                    if mirror is not None:
+                        mirror.update(sample.value)
 
 
 class ServingMetrics:
-    """Every metric of one server process, and cached label children for the request path."""
+    """Every metric of one server process, and cached label children for the request path.
 
-    def __init__(self, log: PredictionLog | None = None) -> None:
+    Args:
+        log: the prediction log whose counters, health and lag are exported.
+        compactor: the compactor whose runs and failures are exported.
+        multiprocess_dir: the ``PROMETHEUS_MULTIPROC_DIR`` of a server with several workers
+            (see the module doc); None for a server of one process.
+        sample_seconds: how often a worker publishes its sampled values (multiprocess mode).
+    """
+
+    def __init__(
+        self,
+        log: PredictionLog | None = None,
+        *,
+        compactor: Compactor | None = None,
+        multiprocess_dir: str | Path | None = None,
+        sample_seconds: float = 1.0,
+    ) -> None:
+        self.log = log
+        self.compactor = compactor
+        """The compactor whose status is exported (``/readyz`` shows it too)."""
+        self.multiprocess_dir = None if multiprocess_dir is None else Path(multiprocess_dir)
+        self.sample_seconds = sample_seconds
         self.registry = CollectorRegistry(auto_describe=True)
-        registry = self.registry
+        # In multiprocess mode the values live in files, read back by MultiProcessCollector:
+        # registering the metrics too would export this worker's values a second time.
+        owner = self.registry if self.multiprocess_dir is None else None
         self._requests = Counter(
             "keel_requests",
             "Requests answered, by endpoint, model version, API and status code.",
             ["endpoint", "model_version", "api", "code"],
-            registry=registry,
+            registry=owner,
         )
         self._latency = Histogram(
             "keel_request_duration_seconds",
             "Time from request to response, by endpoint and model version.",
             ["endpoint", "model_version"],
             buckets=_LATENCY_BUCKETS,
-            registry=registry,
+            registry=owner,
         )
         self._errors = Counter(
             "keel_request_errors",
-            "Requests refused or failed, by endpoint and error type.",
+            "Requests refused or failed, by endpoint and error type "
+            "(overloaded: refused because the endpoint's queue was full).",
             ["endpoint", "type"],
-            registry=registry,
+            registry=owner,
         )
         self._batch_rows = Histogram(
             "keel_batch_rows",
             "Rows per model call (micro-batch size), by endpoint.",
             ["endpoint"],
             buckets=_BATCH_BUCKETS,
-            registry=registry,
+            registry=owner,
         )
         self._batch_seconds = Histogram(
             "keel_batch_duration_seconds",
             "Time inside one model call, by endpoint.",
             ["endpoint"],
             buckets=_LATENCY_BUCKETS,
-            registry=registry,
+            registry=owner,
+        )
+        self._queue_wait = Histogram(
+            "keel_queue_wait_seconds",
+            "Time a request waited in its endpoint's queue before its model call started.",
+            ["endpoint"],
+            buckets=_LATENCY_BUCKETS,
+            registry=owner,
         )
         self.in_flight = Gauge(
-            "keel_requests_in_flight", "Requests being handled now.", registry=registry
+            "keel_requests_in_flight",
+            "Requests being handled now.",
+            registry=owner,
+            multiprocess_mode="livesum",
+        )
+        self._queued = Gauge(
+            "keel_requests_queued",
+            "Requests waiting in an endpoint's queue for a model call.",
+            ["endpoint"],
+            registry=owner,
+            multiprocess_mode="livesum",
         )
         self._load_seconds = Gauge(
             "keel_model_load_seconds",
             "Time it took to load each endpoint's model.",
             ["endpoint", "model", "model_version"],
-            registry=registry,
+            registry=owner,
+            multiprocess_mode="liveall",
         )
-        ProcessCollector(registry=registry)  # process CPU seconds, resident memory, open fds
-        if log is not None:
-            registry.register(_LogCollector(log))
         self._children: dict[tuple[str, ...], Any] = {}
+        self._queues: dict[str, tuple[Callable[[], int], Any]] = {}
+        self._log_counters: list[tuple[str, _Mirror]] = []
+        self._log_gauges: list[tuple[str, Any]] = []
+        self._compaction_counters: list[tuple[str, _Mirror]] = []
+        if log is not None:
+            self._watch_log(owner)
+            self.registry.register(_LagCollector(log))
+        if compactor is not None:
+            for name, attribute, help_text in _COMPACTION_COUNTERS:
+                counter = Counter(f"keel_prediction_log_{name}", help_text, registry=owner)
+                self._compaction_counters.append((attribute, _Mirror(counter)))
+        self._process: _ProcessSampler | None = None
+        if self.multiprocess_dir is None:
+            ProcessCollector(registry=self.registry)  # CPU seconds, resident memory, open fds
+        else:
+            path = str(self.multiprocess_dir)
+            MultiProcessCollector(self.registry, path=path)  # type: ignore[no-untyped-call]
+            self._process = _ProcessSampler()
+        self._refresh_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _watch_log(self, owner: CollectorRegistry | None) -> None:
+        for key, help_text in _LOG_COUNTERS:
+            counter = Counter(f"keel_prediction_log_{key}", help_text, registry=owner)
+            self._log_counters.append((f"{key}_total", _Mirror(counter)))
+        degraded = Gauge(
+            "keel_prediction_log_degraded",
+            "1 while the prediction log cannot write.",
+            registry=owner,
+            multiprocess_mode="livemax",
+        )
+        pending = Gauge(
+            "keel_prediction_log_pending_entries",
+            "Entries kept in memory while writing fails.",
+            registry=owner,
+            multiprocess_mode="livesum",
+        )
+        self._log_gauges = [("degraded", degraded), ("pending_entries", pending)]
+
+    # -- the request path --------------------------------------------------------------------
 
     def request(self, endpoint: str, version: str, api: str, code: int, seconds: float) -> None:
         key = ("r", endpoint, version, api, str(code))
@@ -155,19 +329,104 @@ class ServingMetrics:
             child = self._children[key] = self._errors.labels(endpoint, kind)
         child.inc()
 
-    def batch_observer(self, endpoint: str) -> Any:
+    def batch_observer(self, endpoint: str) -> Callable[[BatchRecord], None]:
         """The callback a :class:`MicroBatcher` calls after each batch of ``endpoint``."""
         rows = self._batch_rows.labels(endpoint)
         seconds = self._batch_seconds.labels(endpoint)
+        waits = self._queue_wait.labels(endpoint)
 
         def observe(record: BatchRecord) -> None:
             rows.observe(record.rows)
             seconds.observe(record.run_seconds)
+            for wait in record.queue_waits:
+                waits.observe(wait)
 
         return observe
 
     def model_loaded(self, endpoint: str, model: str, version: int, seconds: float) -> None:
         self._load_seconds.labels(endpoint, model, str(version)).set(seconds)
 
+    # -- sampled values ----------------------------------------------------------------------
+
+    def watch_queue(self, endpoint: str, queued: Callable[[], int]) -> None:
+        """Export ``queued()`` (requests waiting in ``endpoint``'s queue) as sampled."""
+        self._queues[endpoint] = (queued, self._queued.labels(endpoint))
+
+    def refresh(self) -> None:
+        """Read the sampled values (log and compactor counters, queues, process) into the
+        metrics. Called before every scrape, and by the sampler thread of a worker."""
+        with self._refresh_lock:
+            if self.log is not None:
+                status = self.log.status()
+                for key, mirror in self._log_counters:
+                    mirror.update(status[key])
+                for key, gauge in self._log_gauges:
+                    gauge.set(float(status[key]))
+            compactor = self.compactor
+            for attribute, mirror in self._compaction_counters:
+                mirror.update(getattr(compactor, attribute))
+            for queued, gauge in self._queues.values():
+                gauge.set(queued())
+            if self._process is not None:
+                self._process.refresh()
+
+    def start(self) -> None:
+        """In multiprocess mode, publish the sampled values every ``sample_seconds`` from a
+        daemon thread (other workers answer scrapes); one process needs no thread."""
+        if self.multiprocess_dir is None or self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._sample, name="keel-metrics", daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        while True:
+            try:
+                self.refresh()
+            except Exception:  # never let a metrics bug end the thread silently
+                logger.exception("sampling the server's metrics failed")
+            if self._stop.wait(self.sample_seconds):
+                return
+
+    def close(self) -> None:
+        """Stop the sampler thread and publish the final values (call it after the log and
+        the compactor are closed, so what they counted last is in)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self.multiprocess_dir is not None:
+            self.refresh()
+
+    # -- exposition --------------------------------------------------------------------------
+
     def exposition(self) -> bytes:
+        """The text format of every metric; in multiprocess mode, of every worker."""
+        self.refresh()
+        if self.multiprocess_dir is not None:
+            _forget_dead_processes(self.multiprocess_dir)
         return generate_latest(self.registry)
+
+
+def _forget_dead_processes(directory: Path) -> list[int]:
+    """``mark_process_dead`` for every process that left "live" gauge files in ``directory``
+    and no longer runs; the pids forgotten."""
+    pids: set[int] = set()
+    for path in directory.glob("gauge_live*_*.db"):
+        suffix = path.stem.rpartition("_")[2]
+        if suffix.isdigit():
+            pids.add(int(suffix))
+    dead = sorted(pid for pid in pids - {os.getpid()} if not _running(pid))
+    for pid in dead:
+        mark_process_dead(pid, str(directory))  # type: ignore[no-untyped-call]
+    return dead
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: not one of our workers, leave it
+        return True
+    return True

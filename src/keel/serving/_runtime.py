@@ -30,11 +30,13 @@ import pandas as pd
 
 from keel.data import RecordValidator
 from keel.data._record import RecordProblem
-from keel.errors import ServingError
-from keel.serving._batching import BatchRecord, MicroBatcher
+from keel.errors import FeatureStoreError, ServingError
+from keel.serving._batching import BatcherStats, BatchRecord, MicroBatcher
+from keel.serving._features import FeatureSetupError, FeatureStep, OnDemandFailed
 
 if TYPE_CHECKING:
     from keel.data import Schema
+    from keel.features import FeatureStore
     from keel.flavors import LoadedModel
     from keel.registry import ModelVersion, Registry
     from keel.serving._deployments import Endpoint
@@ -57,10 +59,12 @@ class ModelNotReady(ServingError):
 
 @dataclass(frozen=True, slots=True)
 class RowResult:
-    """The model's answer for one row: a label or value, and a classifier's probabilities."""
+    """The model's answer for one row: a label or value, and a classifier's probabilities;
+    on a features endpoint, also the model input the request was completed into."""
 
     prediction: Any
     probabilities: dict[str, float] | None
+    inputs: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +86,8 @@ class EndpointRuntime:
         observer: called on the event loop after every batch (the server feeds metrics).
         inline_below_ms: batches expected to take less than this run on the event loop's
             thread (``[serving] inline_below_ms``); 0 sends every batch to the batcher's thread.
+        features: the project's feature store, needed by an endpoint whose policy has
+            ``features`` on (requests then carry entity keys; see :mod:`._features`).
     """
 
     def __init__(
@@ -92,6 +98,7 @@ class EndpointRuntime:
         max_queue: int = 1024,
         observer: Callable[[BatchRecord], None] | None = None,
         inline_below_ms: float = INLINE_BELOW_MS,
+        features: FeatureStore | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.name = endpoint.name
@@ -101,6 +108,9 @@ class EndpointRuntime:
         self._max_queue = max_queue
         self._observer = observer
         self._inline_below_ms = inline_below_ms
+        self._feature_store = features
+        self.feature_step: FeatureStep | None = None
+        """Set at load on a features endpoint: what requests carry, and the lookup."""
         self.model_version: ModelVersion | None = None
         self.load_seconds: float | None = None
         self.error: str | None = None
@@ -129,6 +139,20 @@ class EndpointRuntime:
         return self.model_version.signature.inputs
 
     @property
+    def batcher_stats(self) -> BatcherStats | None:
+        """The micro-batcher's counters and queue (None until the model is loaded)."""
+        return None if self._batcher is None else self._batcher.stats
+
+    @property
+    def request_names(self) -> list[str]:
+        """The fields a request record carries: the signature's columns, or on a features
+        endpoint the entity keys, request fields and the inputs the store does not provide."""
+        step = self.feature_step
+        if step is not None:
+            return [*step.keys, *step.request_fields, *step.request_schema.names]
+        return self.schema.names
+
+    @property
     def labels(self) -> list[Any] | None:
         """A classifier's class labels (in probability order); None for a regressor."""
         return self._labels
@@ -140,6 +164,7 @@ class EndpointRuntime:
         started = time.perf_counter()
         try:
             version = self._registry.get_version(primary.name, primary.version)
+            step = self._feature_step(version) if self.policy.features else None
             model = self._registry.load_version(version)
         except Exception as error:
             self.error = f"{type(error).__name__}: {error}"
@@ -147,6 +172,7 @@ class EndpointRuntime:
         self.load_seconds = time.perf_counter() - started
         self.model_version = version
         self._model = model
+        self.feature_step = step
         schema = version.signature.inputs
         self._validator = RecordValidator(schema)
         self._columns = tuple((field.name, field.dtype) for field in schema.fields)
@@ -165,9 +191,17 @@ class EndpointRuntime:
             max_queue=self._max_queue,
             item_size=len,
             observer=self._observer,
-            inline_below_ms=self._inline_below_ms,
+            # a feature lookup is network I/O: never on the event loop's thread
+            inline_below_ms=0 if step is not None else self._inline_below_ms,
         )
         self.error = None
+
+    def _feature_step(self, version: ModelVersion) -> FeatureStep:
+        if self._feature_store is None:
+            raise FeatureSetupError(
+                f"endpoint '{self.name}' looks features up, but the server has no feature store"
+            )
+        return FeatureStep(version, self._feature_store)
 
     def _checked_array_model(self, model: LoadedModel, version: Any) -> Any | None:
         """The flavor's matrix model, kept only if it gives the same answers as the frame path
@@ -203,9 +237,10 @@ class EndpointRuntime:
         validator = self._validator
         if validator is None:
             raise ModelNotReady(self.name, self.error or "not loaded yet")
+        check = validator.validate if self.feature_step is None else self.feature_step.validate
         problems: list[RowProblem] = []
         for row, record in enumerate(records):
-            for problem in validator.validate(record):
+            for problem in check(record):
                 problems.append(RowProblem(row, problem))
         return problems
 
@@ -219,8 +254,65 @@ class EndpointRuntime:
 
     # -- on the batcher's thread -------------------------------------------------------------
 
-    def _run_batch(self, items: list[list[Record]]) -> list[list[RowResult]]:
+    def _run_batch(self, items: list[list[Record]]) -> Sequence[list[RowResult] | Exception]:
         records = items[0] if len(items) == 1 else [r for item in items for r in item]
+        if self.feature_step is not None:
+            return self._run_with_features(items, records, self.feature_step)
+        return self._split(items, self._predict(records))
+
+    def _run_with_features(
+        self, items: list[list[Record]], records: list[Record], step: FeatureStep
+    ) -> list[list[RowResult] | Exception]:
+        """One lookup for the whole batch; a request whose rows lack required features fails
+        alone (:class:`MissingFeatures`), the others are predicted together."""
+        try:
+            completed, missing = step.complete(records)
+        except FeatureStoreError:
+            raise  # the store itself failed: every request of the batch
+        except Exception as error:  # an on-demand function refused some request's fields
+            if len(items) == 1:
+                return [OnDemandFailed(error)]
+            # Find which requests: each alone (only on this error path).
+            return [self._run_with_features([item], item, step)[0] for item in items]
+        failed: dict[int, Exception] = {}
+        if missing is not None:
+            bad_rows = {row for row, _, _ in missing.problems}
+            start = 0
+            for index, item in enumerate(items):
+                rows = range(start, start + len(item))
+                if bad_rows.intersection(rows):
+                    failed[index] = type(missing)(
+                        [(r - start, f, why) for r, f, why in missing.problems if r in rows]
+                    )
+                start += len(item)
+        kept = [item for index, item in enumerate(items) if index not in failed]
+        inputs: list[Record] = []
+        start = 0
+        for index, item in enumerate(items):
+            if index not in failed:
+                inputs += completed[start : start + len(item)]
+            start += len(item)
+        predicted = self._predict(inputs) if inputs else []
+        results = [
+            RowResult(result.prediction, result.probabilities, dict(row))
+            for result, row in zip(predicted, inputs, strict=True)
+        ]
+        answers = iter(self._split(kept, results))
+        return [failed[index] if index in failed else next(answers) for index in range(len(items))]
+
+    @staticmethod
+    def _split(items: list[list[Record]], results: list[RowResult]) -> list[list[RowResult]]:
+        if len(items) == 1:
+            return [results]
+        split: list[list[RowResult]] = []
+        start = 0
+        for item in items:
+            split.append(results[start : start + len(item)])
+            start += len(item)
+        return split
+
+    def _predict(self, records: list[Record]) -> list[RowResult]:
+        """The model's answer for each record (complete model inputs, in order)."""
         model = self._model
         assert model is not None
         results: list[RowResult]
@@ -245,14 +337,7 @@ class EndpointRuntime:
         else:
             predicted = np.asarray(flavor.predict(estimator, frame)).tolist()
             results = [RowResult(p, None) for p in predicted]
-        if len(items) == 1:
-            return [results]
-        split: list[list[RowResult]] = []
-        start = 0
-        for item in items:
-            split.append(results[start : start + len(item)])
-            start += len(item)
-        return split
+        return results
 
     def _classified(self, proba: np.ndarray[Any, Any]) -> list[RowResult]:
         labels, keys = self._labels, self._label_keys

@@ -1,19 +1,51 @@
-"""Building the server from a workspace, and running it with uvicorn.
+"""Building the server from a workspace, and running it with uvicorn in one process or several.
 
     app = serving_app(workspace)                     # every endpoint in the metadata store
     app = serving_app(workspace, endpoints=["churn"])
     run_server(app, host="127.0.0.1", port=8080)     # blocks; Ctrl-C / SIGTERM shut it down
+    run_workers(settings, endpoints=["churn"], host="0.0.0.0", port=8080, workers=4)
 
 The workspace stays the composition root: the deployment store says what to serve, the registry
 loads it, the settings' ``[serving]`` section places the prediction log and bounds request size.
 Models are loaded when the server starts (ASGI lifespan), not here, so building an app is cheap.
+
+Several workers
+---------------
+:func:`run_workers` runs uvicorn's multiprocess supervisor: the parent binds the socket once
+and spawns ``workers`` fresh interpreters that accept on it. The parent writes what it resolved
+(settings, endpoint names) to a private directory made for this run; each worker's app factory,
+:func:`worker_app`, reads it back, so every worker serves exactly what the parent checked, with
+no second reading of ``keel.toml`` or the environment. The factory is named by an import string,
+as uvicorn expects: a worker then answers the supervisor's health checks while it imports keel.
+
+Each worker loads its own models, writes prediction-log segments of its own (named by pid) and
+runs a compactor; segments are claimed with ``flock``, so the compactors share the directory
+safely. The supervisor replaces a worker that dies, stops everything when one fails to start,
+and on SIGINT / SIGTERM sends SIGTERM to every worker, which finishes its requests in flight and
+runs the lifespan shutdown (batchers drained, log closed).
+
+Metrics across workers use prometheus-client's multiprocess mode (see ``_metrics``): the run's
+directory holds ``metrics/``, and the parent points ``PROMETHEUS_MULTIPROC_DIR`` at it before the
+workers start (that variable is the library's interface, read when a worker imports it; it also
+tells a worker where its run's directory is). The directory is removed when the server stops.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import logging
+import os
+import shutil
+import sys
+import tempfile
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
 
+import orjson
+
+from keel.errors import ServingError
 from keel.serving._app import ServingApp
 from keel.serving._dataplane import Dataplane
 from keel.serving._metrics import ServingMetrics
@@ -22,6 +54,24 @@ from keel.serving._runtime import EndpointRuntime
 
 if TYPE_CHECKING:
     from keel._workspace import Workspace
+    from keel.config import Settings
+    from keel.serving._deployments import Endpoint
+
+logger = logging.getLogger(__name__)
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+"""prometheus-client's switch to multiprocess mode (read by that library when it is imported)."""
+
+
+def served_endpoints(
+    workspace: Workspace, endpoints: Sequence[str] | None = None
+) -> list[Endpoint]:
+    """The endpoints a server of ``workspace`` serves: ``endpoints`` by name (each once), or
+    every endpoint. Raises :class:`~keel.errors.EndpointNotFound` for an unknown name."""
+    deployments = workspace.deployments
+    if endpoints is None:
+        return deployments.list()
+    return [deployments.get(name) for name in dict.fromkeys(endpoints)]
 
 
 def serving_app(
@@ -30,35 +80,58 @@ def serving_app(
     endpoints: Sequence[str] | None = None,
     log: PredictionLog | None = None,
     max_queue: int = 1024,
+    metrics_dir: str | Path | None = None,
 ) -> ServingApp:
     """The ASGI app serving ``endpoints`` (default: all of them) of ``workspace``.
 
     Raises :class:`~keel.errors.EndpointNotFound` for a name the metadata store does not know.
     ``log`` replaces the prediction log the settings describe (tests use it to inject failures).
+    ``metrics_dir`` puts the metrics in multiprocess mode (a worker of :func:`run_workers`).
     """
-    deployments = workspace.deployments
-    if endpoints is None:
-        chosen = deployments.list()
-    else:
-        chosen = [deployments.get(name) for name in dict.fromkeys(endpoints)]
+    chosen = served_endpoints(workspace, endpoints)
     settings = workspace.settings
     if log is None:
         log = PredictionLog.from_settings(settings)
-    metrics = ServingMetrics(log)
+    compactor = Compactor(log.directory)
+    metrics = ServingMetrics(log, compactor=compactor, multiprocess_dir=metrics_dir)
     runtimes = {
         endpoint.name: EndpointRuntime(
             endpoint,
             workspace.registry,
             max_queue=max_queue,
             observer=metrics.batch_observer(endpoint.name),
+            inline_below_ms=settings.serving.inline_below_ms,
+            features=workspace.features if endpoint.policy.features else None,
         )
         for endpoint in chosen
     }
+    for name, runtime in runtimes.items():
+        metrics.watch_queue(name, functools.partial(_queued, runtime))
     return ServingApp(
         Dataplane(runtimes, log, metrics),
         max_request_bytes=settings.serving.max_request_bytes,
-        compactor=Compactor(log.directory),
+        compactor=compactor,
     )
+
+
+def _queued(runtime: EndpointRuntime) -> int:
+    stats = runtime.batcher_stats
+    return 0 if stats is None else stats.queued
+
+
+def _options(*, host: str, port: int, log_level: str) -> dict[str, Any]:
+    """uvicorn's options for keel: uvloop, httptools, no access log (requests are counted in
+    metrics), 30 s for the requests in flight to finish when stopping."""
+    return {
+        "host": host,
+        "port": port,
+        "loop": "uvloop",
+        "http": "httptools",
+        "lifespan": "on",
+        "access_log": False,
+        "log_level": log_level,
+        "timeout_graceful_shutdown": 30,
+    }
 
 
 def run_server(app: ServingApp, *, host: str, port: int, log_level: str = "info") -> None:
@@ -69,15 +142,108 @@ def run_server(app: ServingApp, *, host: str, port: int, log_level: str = "info"
     """
     import uvicorn
 
-    config = uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        loop="uvloop",
-        http="httptools",
-        lifespan="on",
-        access_log=False,
-        log_level=log_level,
-        timeout_graceful_shutdown=30,
-    )
+    config = uvicorn.Config(app, **_options(host=host, port=port, log_level=log_level))
     uvicorn.Server(config).run()
+
+
+HEALTHCHECK_TIMEOUT_SECONDS = 30
+"""How long uvicorn's supervisor waits for a worker to answer a health check."""
+
+_WORKER_FILE = "worker.json"
+_FAILED_FILE = "failed"
+_METRICS_DIR = "metrics"
+
+
+def worker_app() -> ServingApp:
+    """The app factory uvicorn calls in each worker of :func:`run_workers`
+    (``keel.serving._server:worker_app``): the app of the settings and endpoints the parent
+    wrote in this run's directory, with its metrics in multiprocess mode."""
+    from keel._workspace import Workspace
+    from keel.config import Settings
+
+    metrics_dir = Path(os.environ[MULTIPROC_ENV])  # set by run_workers, which made the directory
+    run_dir = metrics_dir.parent
+    try:
+        spec = orjson.loads((run_dir / _WORKER_FILE).read_bytes())
+        # The workspace lives as long as the worker: its registry loads the models at startup.
+        workspace = Workspace(Settings.model_validate(spec["settings"]))
+    except Exception as error:
+        _startup_failed(run_dir, error)
+    try:
+        return serving_app(
+            workspace,
+            endpoints=spec["endpoints"],
+            max_queue=spec["max_queue"],
+            metrics_dir=metrics_dir,
+        )
+    except Exception as error:
+        workspace.close()
+        _startup_failed(run_dir, error)
+
+
+def _startup_failed(run_dir: Path, error: Exception) -> NoReturn:
+    """Exit a worker that cannot build its app, leaving the reason for the parent. uvicorn
+    restarts a worker that exits with any code but STARTUP_FAILURE, and this one would fail the
+    same way forever."""
+    from uvicorn.config import STARTUP_FAILURE
+
+    logger.error("worker %d could not build the app", os.getpid(), exc_info=error)
+    with contextlib.suppress(OSError):
+        (run_dir / _FAILED_FILE).write_text(f"{type(error).__name__}: {error}")
+    sys.exit(STARTUP_FAILURE)
+
+
+def run_workers(
+    settings: Settings,
+    *,
+    endpoints: Sequence[str],
+    host: str,
+    port: int,
+    workers: int,
+    max_queue: int = 1024,
+    log_level: str = "info",
+) -> None:
+    """Serve ``endpoints`` from ``workers`` processes sharing one socket, until SIGINT or
+    SIGTERM stops them all (each finishes its requests in flight and closes its log).
+
+    A worker that dies is replaced. When one cannot build its app (the metadata store is
+    unreachable, an endpoint was deleted meanwhile), the server stops and this raises
+    :class:`~keel.errors.ServingError` with the reason.
+    """
+    import uvicorn
+
+    if workers < 2:
+        raise ValueError(f"run_workers needs at least 2 workers, not {workers}; use run_server")
+    if not endpoints:
+        raise ServingError("there are no endpoints to serve")
+    run_dir = Path(tempfile.mkdtemp(prefix="keel-serve-"))  # new, empty, private (mode 0700)
+    metrics_dir = run_dir / _METRICS_DIR
+    metrics_dir.mkdir()
+    spec = {
+        "settings": settings.model_dump(mode="json"),
+        "endpoints": list(endpoints),
+        "max_queue": max_queue,
+    }
+    (run_dir / _WORKER_FILE).write_bytes(orjson.dumps(spec))
+    previous = os.environ.get(MULTIPROC_ENV)
+    os.environ[MULTIPROC_ENV] = str(metrics_dir)  # inherited by the workers uvicorn spawns
+    try:
+        uvicorn.run(
+            f"{__name__}:worker_app",
+            factory=True,
+            workers=workers,
+            # A spawned worker answers health checks only once it has re-imported the parent's
+            # main module (the `keel` command: seconds, more on a busy machine); uvicorn's 5 s
+            # default killed workers that were merely starting. A hung worker still goes.
+            timeout_worker_healthcheck=HEALTHCHECK_TIMEOUT_SECONDS,
+            **_options(host=host, port=port, log_level=log_level),
+        )
+        failed = run_dir / _FAILED_FILE
+        if failed.exists():
+            raise ServingError(f"a worker could not start: {failed.read_text()}")
+    finally:
+        if previous is None:
+            os.environ.pop(MULTIPROC_ENV, None)
+        else:
+            os.environ[MULTIPROC_ENV] = previous
+        shutil.rmtree(run_dir, ignore_errors=True)

@@ -30,7 +30,7 @@ import math
 from typing import Any
 
 from keel.serving._dataplane import Dataplane, Problem
-from keel.serving._runtime import EndpointRuntime, Record
+from keel.serving._runtime import EndpointRuntime, ModelNotReady, Record
 
 DATATYPES = {
     "float": "FP64",
@@ -165,7 +165,10 @@ def _requested_outputs(requested: Any, runtime: EndpointRuntime) -> list[str]:
 def _records(inputs: Any, runtime: EndpointRuntime) -> list[Record]:
     if not isinstance(inputs, list) or not inputs:
         raise Problem(400, "invalid_body", "'inputs' must be a non-empty list of tensors")
-    fields = {field.name: field.dtype for field in runtime.schema.fields}
+    try:
+        fields = runtime.request_names  # on a features endpoint: keys and request fields
+    except ModelNotReady as error:
+        raise Problem(503, "not_ready", str(error)) from None
     tensors = [_tensor(item, index) for index, item in enumerate(inputs)]
     names = [name for name, _, _, _ in tensors]
     if len(tensors) == 1 and names[0] not in fields:
@@ -223,7 +226,7 @@ def _tensor(item: Any, index: int) -> tuple[str, list[int], str, list[Any]]:
     if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
         raise Problem(400, "invalid_input", f"input '{name}': 'shape' must be a list of sizes >= 0")
     datatype = item.get("datatype")
-    if datatype not in _KNOWN:
+    if not isinstance(datatype, str) or datatype not in _KNOWN:
         raise Problem(400, "invalid_input", f"input '{name}': unknown datatype {datatype!r}")
     data = item.get("data")
     if not isinstance(data, list):

@@ -32,8 +32,8 @@ def _open_segment(log: PredictionLog, kind: str = "predictions") -> Path:
 
 
 @in_loop
-async def test_concurrent_appends_share_one_write(log_dir: Path) -> None:
-    log = PredictionLog(log_dir, fsync="never")
+async def test_grouped_concurrent_appends_share_one_write(log_dir: Path) -> None:
+    log = PredictionLog(log_dir, fsync="never", group_writes=True)
     entries = [prediction(n) for n in range(64)]
     counted = THREAD_IO.exists()
     before = _write_syscalls() if counted else 0
@@ -50,7 +50,7 @@ async def test_concurrent_appends_share_one_write(log_dir: Path) -> None:
 
 @in_loop
 async def test_appends_in_later_loop_iterations_form_new_groups(log_dir: Path) -> None:
-    log = PredictionLog(log_dir, fsync="never")
+    log = PredictionLog(log_dir, fsync="never", group_writes=True)
 
     for number in range(3):
         await log.append(prediction(number))
@@ -81,7 +81,7 @@ def test_append_sync_returns_once_the_entry_is_in_the_file(log_dir: Path) -> Non
 
 @in_loop
 async def test_a_cancelled_request_does_not_cancel_its_group(log_dir: Path) -> None:
-    log = PredictionLog(log_dir, fsync="never")
+    log = PredictionLog(log_dir, fsync="never", group_writes=True)
     entries = [prediction(n) for n in range(3)]
     tasks = [asyncio.ensure_future(log.append([entry])) for entry in entries]
     await asyncio.sleep(0)  # every task is now waiting on the group
@@ -92,6 +92,38 @@ async def test_a_cancelled_request_does_not_cancel_its_group(log_dir: Path) -> N
     assert isinstance(results[0], asyncio.CancelledError)
     assert results[1:] == [None, None]
     assert segment_ids(log_dir) == [entry.prediction_id for entry in entries]
+    log.close()
+
+
+@in_loop
+@pytest.mark.parametrize("fsync", ["never", "interval"])
+async def test_without_fsync_to_share_each_append_writes_at_once(log_dir: Path, fsync: str) -> None:
+    log = PredictionLog(log_dir, fsync=fsync)  # type: ignore[arg-type]
+    entries = [prediction(n) for n in range(8)]
+    loop_turned = False
+
+    def turned() -> None:
+        nonlocal loop_turned
+        loop_turned = True
+
+    asyncio.get_running_loop().call_soon(turned)
+    for entry in entries:
+        await log.append([entry])
+        assert entry.prediction_id.encode() in _open_segment(log).read_bytes()
+
+    assert not loop_turned  # no append yielded to the event loop
+    assert (log.writes_total, log.entries_written_total) == (8, 8)
+    log.close()
+
+
+@in_loop
+async def test_fsync_always_groups_appends_by_default(log_dir: Path) -> None:
+    log = PredictionLog(log_dir, fsync="always")
+    entries = [prediction(n) for n in range(16)]
+
+    await asyncio.gather(*(log.append([entry]) for entry in entries))
+
+    assert (log.groups_total, log.writes_total) == (1, 1)
     log.close()
 
 
@@ -162,10 +194,13 @@ def _eventually(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
 
 
 @in_loop
-async def test_appends_beyond_the_memory_cap_are_dropped_and_counted(log_dir: Path) -> None:
+async def test_grouped_appends_beyond_the_memory_cap_are_dropped_and_counted(
+    log_dir: Path,
+) -> None:
     entries = [prediction(n) for n in range(50)]
     line = len(encode(entries[0]))
-    log = PredictionLog(log_dir, fsync="never", max_pending_bytes=10 * line + line // 2)
+    cap = 10 * line + line // 2
+    log = PredictionLog(log_dir, fsync="never", max_pending_bytes=cap, group_writes=True)
 
     await asyncio.gather(*(log.append(entry) for entry in entries))  # one group
 

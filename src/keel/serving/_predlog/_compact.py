@@ -20,6 +20,7 @@ import contextlib
 import logging
 import os
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,10 @@ class Compactor:
         self.skipped_lines_total = 0
         self.errors_total = 0
         self.last_error: str | None = None
+        self.last_error_at: float | None = None
+        """Epoch seconds of :attr:`last_error`."""
+        self.last_run_at: float | None = None
+        """Epoch seconds when the last :meth:`run_once` ended."""
         self._lock = threading.Lock()  # one run at a time in this process
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -118,6 +123,7 @@ class Compactor:
             self.entries_total += result.entries
             self.parts_written_total += result.parts_written
             self.skipped_lines_total += result.skipped_lines
+            self.last_run_at = time.time()
         return result
 
     def write_parts(self, segment: str | Path) -> CompactionResult:
@@ -195,6 +201,7 @@ class Compactor:
     def _error(self, path: Path, error: Exception) -> None:
         self.errors_total += 1
         self.last_error = f"{path.name}: {error}"
+        self.last_error_at = time.time()
         logger.warning("prediction log compaction of %s failed (will retry): %s", path, error)
 
     # -- state and background running -------------------------------------------------------
@@ -217,6 +224,8 @@ class Compactor:
             "skipped_lines_total": self.skipped_lines_total,
             "errors_total": self.errors_total,
             "last_error": self.last_error,
+            "last_error_at": self.last_error_at,
+            "last_run_at": self.last_run_at,
         }
 
     def start(self, interval_seconds: float = 30.0) -> None:
