@@ -7,7 +7,7 @@ No framework, no validation, no logging, no metrics: read the body, ``orjson.loa
 call ``predict_proba`` on the event loop, answer ``{"probabilities": [...]}``. Any request body
 that is not such a record gets a 400. It runs on uvicorn with uvloop and httptools, one
 process, access log off: the least a Python server can do per prediction, which keel is
-measured against (bench/bench_thin.py).
+measured against (bench/serving.py).
 """
 
 from __future__ import annotations

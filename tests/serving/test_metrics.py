@@ -97,6 +97,7 @@ EXPECTED = {
     "keel_requests_queued": ("gauge", {"endpoint"}),
     "keel_queue_wait_seconds": ("histogram", {"endpoint"}),
     "keel_batch_rows": ("histogram", {"endpoint"}),
+    "keel_batches_inline": ("counter", {"endpoint"}),
     "keel_batch_duration_seconds": ("histogram", {"endpoint"}),
     "keel_model_load_seconds": ("gauge", {"endpoint", "model", "model_version"}),
     "keel_prediction_log_entries_written": ("counter", set()),
@@ -167,6 +168,18 @@ def test_every_request_of_a_batch_has_its_queue_wait_observed() -> None:
     assert _value(body, "keel_queue_wait_seconds_sum") == pytest.approx(0.3041)
     assert _value(body, "keel_queue_wait_seconds_bucket", le="0.005") == 2
     assert _value(body, "keel_batch_rows_sum", endpoint="churn") == 5
+
+
+def test_model_calls_run_on_the_loop_thread_are_counted() -> None:
+    metrics = ServingMetrics()
+    observe = metrics.batch_observer("churn")
+    observe(BatchRecord(1, 1, (0.0,), 0.0001, False, inline=True))
+    observe(BatchRecord(1, 1, (0.0,), 0.002, False, inline=False))
+
+    body = metrics.exposition()
+
+    assert _value(body, "keel_batches_inline_total", endpoint="churn") == 1
+    assert _value(body, "keel_batch_rows_count", endpoint="churn") == 2
 
 
 def test_sampled_values_are_read_when_scraped(log: PredictionLog) -> None:

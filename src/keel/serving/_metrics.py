@@ -241,6 +241,13 @@ class ServingMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=owner,
         )
+        self._inline_batches = Counter(
+            "keel_batches_inline_total",
+            "Model calls run on the event loop's thread, measured cheaper than a hand-off to "
+            "the batch thread, by endpoint.",
+            ["endpoint"],
+            registry=owner,
+        )
         self._queue_wait = Histogram(
             "keel_queue_wait_seconds",
             "Time a request waited in its endpoint's queue before its model call started.",
@@ -334,10 +341,13 @@ class ServingMetrics:
         rows = self._batch_rows.labels(endpoint)
         seconds = self._batch_seconds.labels(endpoint)
         waits = self._queue_wait.labels(endpoint)
+        inline = self._inline_batches.labels(endpoint)
 
         def observe(record: BatchRecord) -> None:
             rows.observe(record.rows)
             seconds.observe(record.run_seconds)
+            if record.inline:
+                inline.inc()
             for wait in record.queue_waits:
                 waits.observe(wait)
 

@@ -1,8 +1,8 @@
 """HTTP serving throughput and latency: a server on core 1, wrk on core 0.
 
-    .venv/bin/python bench/bench_thin.py [--duration 10] [--warmup 2] [--connections 1 16]
-                                         [--models logistic hist_gradient_boosting]
-                                         [--servers thin]
+    .venv/bin/python bench/serving.py [--duration 10] [--warmup 2] [--connections 1 16]
+                                      [--models logistic hist_gradient_boosting]
+                                      [--servers thin keel] [--repeat 3]
 
 For each server in :data:`SERVERS` and each model of serving_models.py, :func:`measure` starts
 the server pinned to core 1 (``taskset -c 1``) on a free port, waits until it answers the
@@ -10,6 +10,10 @@ request, warms it up, runs ``wrk -t1 -cN -dDs --latency`` pinned to core 0 with
 bench/wrk_post.lua posting one fixed JSON record, stops the server by its PID, and reports
 req/s, p50 and p99 as wrk printed them. Non-2xx answers and socket errors are counted, not
 hidden. Needs ``wrk`` (Debian: apt-get install wrk) and uvicorn[standard].
+
+Runs are interleaved (for each model and connection count: thin, keel, thin, keel, ...;
+``--repeat`` rounds) so a machine that slows down mid-run slows both servers alike; the summary
+gives each server's median and keel's ratio to thin.
 
 A server is a function ``(model name, model pickle, work dir) -> (command, url path)``: the
 thin baseline (bench/thin_server.py) is one; add another to :data:`SERVERS` to measure it with
@@ -24,6 +28,7 @@ import os
 import re
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -218,7 +223,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2, help="seconds of wrk before each")
     parser.add_argument("--connections", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
-    parser.add_argument("--servers", nargs="+", choices=sorted(SERVERS), default=sorted(SERVERS))
+    parser.add_argument("--servers", nargs="+", choices=sorted(SERVERS), default=["thin", "keel"])
+    parser.add_argument("--repeat", type=int, default=1, help="interleaved rounds per case")
     args = parser.parse_args()
     print(machine())
     print(
@@ -227,28 +233,61 @@ def main() -> None:
     )
     body = request_body()
     print(f"{'server':<8}{'model':<24}{'conns':>6}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}")
+    results: dict[tuple[str, str, int], list[Result]] = {}
     with tempfile.TemporaryDirectory(prefix="keel-bench-serving-") as tmp:
         workdir = Path(tmp)
         pickles = build_models(workdir)
-        for server in args.servers:
-            for model in args.models:
-                command, path = SERVERS[server](model, pickles[model], workdir)
-                for connections in args.connections:
-                    result = measure(
-                        command,
-                        body,
-                        connections,
-                        path=path,
-                        duration=args.duration,
-                        warmup=args.warmup,
-                    )
-                    errors = f"  ({result.errors} errors)" if result.errors else ""
-                    print(
-                        f"{server:<8}{model:<24}{connections:>6}"
-                        f"{result.requests_per_second:>10,.0f}"
-                        f"{result.p50_ms:>9.2f}{result.p99_ms:>9.2f}{errors}",
-                        flush=True,
-                    )
+        for model in args.models:
+            commands = {
+                server: SERVERS[server](model, pickles[model], workdir) for server in args.servers
+            }
+            for connections in args.connections:
+                for _ in range(args.repeat):
+                    for server, (command, path) in commands.items():
+                        result = measure(
+                            command,
+                            body,
+                            connections,
+                            path=path,
+                            duration=args.duration,
+                            warmup=args.warmup,
+                        )
+                        results.setdefault((server, model, connections), []).append(result)
+                        errors = f"  ({result.errors} errors)" if result.errors else ""
+                        print(
+                            f"{server:<8}{model:<24}{connections:>6}"
+                            f"{result.requests_per_second:>10,.0f}"
+                            f"{result.p50_ms:>9.2f}{result.p99_ms:>9.2f}{errors}",
+                            flush=True,
+                        )
+    summarize(results)
+
+
+def summarize(results: dict[tuple[str, str, int], list[Result]]) -> None:
+    """Medians per server and case, and keel's throughput and p50/p99 ratios to thin."""
+    print("\nmedians (req/s, p50 ms, p99 ms) and keel / thin")
+    for (server, model, connections), runs in sorted(results.items()):
+        if server != "keel":
+            continue
+        keel_rps, keel_p50, keel_p99 = _medians(runs)
+        line = f"{model:<24}{connections:>3} conns  keel {keel_rps:>7,.0f} {keel_p50:.2f}"
+        line += f" {keel_p99:.2f}"
+        thin_runs = results.get(("thin", model, connections))
+        if thin_runs:
+            rps, p50, p99 = _medians(thin_runs)
+            line += (
+                f"  thin {rps:>7,.0f} {p50:.2f} {p99:.2f}  req/s x{keel_rps / rps:.2f}"
+                f"  p50 x{keel_p50 / p50:.2f}  p99 x{keel_p99 / p99:.2f}"
+            )
+        print(line)
+
+
+def _medians(runs: list[Result]) -> tuple[float, float, float]:
+    return (
+        statistics.median(r.requests_per_second for r in runs),
+        statistics.median(r.p50_ms for r in runs),
+        statistics.median(r.p99_ms for r in runs),
+    )
 
 
 if __name__ == "__main__":
