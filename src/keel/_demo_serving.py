@@ -4,10 +4,13 @@
         served.rows            # the predictions as the log holds them, joined with feedback
         served.server.wait()   # with keep_running=True: serve until Ctrl-C
 
-The endpoint is pinned to whatever ``champion`` points at, the server is ``keel serve`` in a
-child process (:mod:`keel._demo_server`), and the requests are what any client would send: a
-record and a batch to keel's JSON API, an [N, F] tensor to the Open Inference Protocol (V2),
-then the patients' diagnoses as feedback on some of the prediction ids.
+The endpoint is pinned to whatever ``champion`` points at and looks features up: the champion
+was trained through the feature store, so a request carries only a patient id and the server
+fetches the patient's measurements from the online store (and computes the on-demand ratio with
+the training code). The server is ``keel serve`` in a child process (:mod:`keel._demo_server`),
+and the requests are what any client would send: a record and a batch to keel's JSON API, a
+``patient_id`` tensor to the Open Inference Protocol (V2), then the patients' diagnoses as
+feedback on some of the prediction ids.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from keel._demo import MODEL_NAME
-from keel._demo_data import FEATURES, TARGET, Report, diagnoses
+from keel._demo_data import TARGET, Report, diagnoses
 from keel._demo_server import DemoServer
 from keel._workspace import Workspace
 from keel.config import Settings
@@ -35,13 +38,12 @@ CHAMPION_URI = f"models:/{MODEL_NAME}@champion"
 SINGLE_PATIENT = 1
 BATCH_PATIENTS = [20, 21, 22]
 V2_PATIENTS = [23, 24]
-V2_TENSOR = "measurements"
-"""A V2 input named after no column is read as one [N, F] tensor, columns in signature order."""
+ENTITY_KEY = "patient_id"
 NATIVE_PATH = f"/v1/endpoints/{ENDPOINT}/predict"
 V2_PATH = f"/v2/models/{ENDPOINT}/infer"
 FEEDBACK_PATH = f"/v1/endpoints/{ENDPOINT}/feedback"
 
-Record = dict[str, float]
+Record = dict[str, int]
 
 
 @dataclass(frozen=True)
@@ -69,7 +71,7 @@ class ServedDemo:
     """The calls' predictions read back from the prediction log, oldest first, with the model,
     the input ``mean_radius``, ``prediction``, ``p_malignant`` and ``feedback`` (None if none)."""
     example: Record
-    """The single patient's record as sent: the body of the curl commands."""
+    """The single patient's request record (its id): the body of the curl commands."""
 
 
 @contextmanager
@@ -108,10 +110,14 @@ def deploy_champion(workspace: Workspace, report: Report) -> Revision:
             CHAMPION_URI,
             description="the breast-cancer champion (keel demo)",
             reason="keel demo: serve the champion",
+            features=True,
         )
     except EndpointExists:
         revision = deployments.set(
-            ENDPOINT, model_uri=CHAMPION_URI, reason="keel demo: serve the new champion"
+            ENDPOINT,
+            model_uri=CHAMPION_URI,
+            reason="keel demo: serve the new champion",
+            features=True,
         )
     report(
         f"endpoint {ENDPOINT} revision {revision.number} serves "
@@ -121,16 +127,11 @@ def deploy_champion(workspace: Workspace, report: Report) -> Revision:
 
 
 def call_endpoint(workspace: Workspace, url: str, report: Report) -> tuple[list[Call], Record]:
-    """Score patients from their stored features over both APIs, then attach the diagnoses of
-    the native ones as feedback; returns the calls and the single patient's record."""
+    """Score patients by id over both APIs (the server looks their features up), then attach
+    the diagnoses of the native ones as feedback; returns the calls and the single patient's
+    record."""
     patients = [SINGLE_PATIENT, *BATCH_PATIENTS, *V2_PATIENTS]
-    online = workspace.features.get_online_features(
-        [{"patient_id": patient} for patient in patients], FEATURES, record=False
-    )
-    records: dict[int, Record] = {
-        patient: {str(name): float(value) for name, value in row.items()}
-        for patient, row in zip(patients, online.frame.to_dict(orient="records"), strict=True)
-    }
+    records: dict[int, Record] = {patient: {ENTITY_KEY: patient} for patient in patients}
     truth = dict(zip(patients, diagnoses(patients), strict=True))
     calls: list[Call] = []
     for api, chosen in (
@@ -140,7 +141,7 @@ def call_endpoint(workspace: Workspace, url: str, report: Report) -> tuple[list[
     ):
         rows = [records[patient] for patient in chosen]
         if api == "V2":
-            path, what = V2_PATH, f"one {[len(rows), len(rows[0])]} FP64 tensor"
+            path, what = V2_PATH, f"one [{len(rows)}] INT64 {ENTITY_KEY} tensor"
             scores = _v2_scores(_post(url + path, v2_body(rows)))
         else:
             single = len(rows) == 1
@@ -169,14 +170,14 @@ def call_endpoint(workspace: Workspace, url: str, report: Report) -> tuple[list[
 
 
 def v2_body(records: list[Record]) -> dict[str, Any]:
-    """An Open Inference Protocol request: the records as one [N, F] FP64 tensor."""
+    """An Open Inference Protocol request: the records' patient ids as one [N] INT64 tensor."""
     return {
         "inputs": [
             {
-                "name": V2_TENSOR,
-                "shape": [len(records), len(records[0])],
-                "datatype": "FP64",
-                "data": [list(record.values()) for record in records],
+                "name": ENTITY_KEY,
+                "shape": [len(records)],
+                "datatype": "INT64",
+                "data": [record[ENTITY_KEY] for record in records],
             }
         ]
     }
@@ -217,7 +218,7 @@ def curl_commands(url: str, served: ServedDemo) -> list[tuple[str, str]]:
         ),
         (
             curl(V2_PATH, v2_body([served.example])),
-            "Open Inference Protocol (V2): the same record as one [1, F] FP64 tensor",
+            "Open Inference Protocol (V2): the same patient as a [1] INT64 patient_id tensor",
         ),
         (
             curl(FEEDBACK_PATH, {"feedback": feedback}),

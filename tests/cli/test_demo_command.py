@@ -138,7 +138,7 @@ def test_demo_serves_the_champion_and_logs_its_predictions_with_feedback(
     assert f"endpoint {ENDPOINT} revision 2 serves models:/breast-cancer/" in output
     assert f"POST /v1/endpoints/{ENDPOINT}/predict, one record: patient {SINGLE_PATIENT} " in output
     assert f"POST /v1/endpoints/{ENDPOINT}/predict, {len(BATCH_PATIENTS)} records: " in output
-    assert f"POST /v2/models/{ENDPOINT}/infer, one [2, 31] FP64 tensor: " in output
+    assert f"POST /v2/models/{ENDPOINT}/infer, one [2] INT64 patient_id tensor: " in output
     assert f"{WITH_FEEDBACK} diagnoses attached to their prediction ids" in output
     table = output[output.index("Logged predictions and their feedback") :]
     table = table[: table.index("done in")]
@@ -157,18 +157,20 @@ def test_demo_prints_curl_commands_with_real_bodies_for_the_configured_server(
     native, v2, feedback = (_curl_request(line) for line in _curl_lines(demo.second.stdout))
 
     with open_workspace(demo.project) as workspace:
-        version = workspace.registry.resolve("models:/breast-cancer@champion")
         log_dir = workspace.settings.project_path(workspace.settings.serving.prediction_log_dir)
-    columns = [field.name for field in version.signature.inputs.fields]
     url = "http://127.0.0.1:8080"  # keel serve's defaults, which keel.toml keeps
     assert native[0] == f"{url}/v1/endpoints/{ENDPOINT}/predict"
     assert native[1] == {"content-type": "application/json"}
-    assert list(native[2]["inputs"]) == columns
-    assert native[2]["inputs"]["mean_radius"] == 17.99
+    # the endpoint looks features up: a request is the patient's id, nothing else
+    assert native[2] == {"inputs": {"patient_id": SINGLE_PATIENT}}
     assert v2[0] == f"{url}/v2/models/{ENDPOINT}/infer"
     [tensor] = v2[2]["inputs"]
-    assert tensor["shape"] == [1, len(columns)]
-    assert tensor["data"] == [list(native[2]["inputs"].values())]
+    assert tensor == {
+        "name": "patient_id",
+        "shape": [1],
+        "datatype": "INT64",
+        "data": [SINGLE_PATIENT],
+    }
     assert feedback[0] == f"{url}/v1/endpoints/{ENDPOINT}/feedback"
     pending = feedback[2]["feedback"]["prediction_id"]
     found = LogReader(log_dir).prediction_with_feedback(pending)
