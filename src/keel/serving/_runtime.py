@@ -191,8 +191,13 @@ class EndpointRuntime:
             max_queue=self._max_queue,
             item_size=len,
             observer=self._observer,
-            # a feature lookup is network I/O: never on the event loop's thread
-            inline_below_ms=0 if step is not None else self._inline_below_ms,
+            # A feature lookup is network I/O, and a call on the loop's thread cannot be cut
+            # short by the endpoint's timeout: neither ever runs there.
+            inline_below_ms=(
+                0
+                if step is not None or self.policy.timeout_ms is not None
+                else self._inline_below_ms
+            ),
         )
         self.error = None
 

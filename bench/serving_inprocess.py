@@ -1,0 +1,144 @@
+"""Where a keel request's time goes, without HTTP: the ASGI apps called directly, pieces removed.
+
+    taskset -c 1 .venv/bin/python bench/serving_inprocess.py [--model logistic] [--calls 5000]
+
+Builds the same keel project as bench/serving.py (a registered model, endpoint ``bench``, the
+prediction log on), starts the app (models loaded), then times ``await app(scope, receive,
+send)`` in a uvloop loop for: the thin app of bench/thin_server.py; keel with everything on;
+keel with one piece removed (the log append, validation, metrics, or the model replaced by a
+constant answer); and the model call alone. Variants are interleaved over ``--rounds`` rounds
+and the medians printed, in µs per request: the difference between "keel" and a variant is
+what that piece costs inside the request path (which can exceed its cost measured alone).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from pathlib import Path
+from typing import Any
+
+import orjson
+import uvloop
+
+from _common import machine
+from serving import keel
+from serving_models import MODELS, fit, request_body
+from thin_server import make_app
+
+App = Callable[[MutableMapping[str, Any], Any, Any], Awaitable[None]]
+
+
+async def per_request(app: App, path: str, body: bytes, calls: int) -> float:
+    """µs per request of ``calls`` sequential requests posting ``body`` to ``path``."""
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": path,
+        "headers": [(b"content-type", b"application/json")],
+        "query_string": b"",
+    }
+    message = {"type": "http.request", "body": body, "more_body": False}
+
+    async def receive() -> dict[str, Any]:
+        return message
+
+    async def send(_: Any) -> None:
+        return None
+
+    started = time.perf_counter()
+    for _ in range(calls):
+        await app(scope, receive, send)
+    return (time.perf_counter() - started) / calls * 1e6
+
+
+class _NoMetrics:
+    """Accepts every metrics call and does nothing."""
+
+    def __getattr__(self, name: str) -> Any:
+        return self
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self
+
+
+async def measure(model: str, calls: int, rounds: int) -> dict[str, list[float]]:
+    from keel import Settings, Workspace
+    from keel.serving._server import serving_app
+
+    work = Path(tempfile.mkdtemp(prefix="keel-bench-inprocess-"))
+    command, path = keel(model, work / "unused", work)
+    project = command[command.index("--dir") + 1]
+    app = serving_app(Workspace(Settings.load(project)))
+    await app.startup()
+    thin = make_app(fit(model))
+    body = request_body()
+    record = orjson.loads(body)["inputs"]
+    dataplane = app.dataplane
+    [runtime] = dataplane.runtimes.values()
+    batcher = runtime._batcher  # the bench reaches inside to replace single pieces
+    assert batcher is not None
+    constant = runtime._run_batch([[record]])
+    real = (dataplane.log.append, app.metrics, batcher._run_batch)
+
+    async def no_log(entries: Any) -> None:
+        return None
+
+    def restore() -> None:
+        dataplane.log.append, app.metrics, batcher._run_batch = real  # type: ignore[method-assign]
+        dataplane.metrics = real[1]
+        runtime.__dict__.pop("validate", None)
+
+    def without_log() -> None:
+        dataplane.log.append = no_log  # type: ignore[method-assign]
+
+    def without_validation() -> None:
+        runtime.validate = lambda records: []  # type: ignore[method-assign]
+
+    def without_metrics() -> None:
+        app.metrics = dataplane.metrics = _NoMetrics()  # type: ignore[assignment]
+
+    def constant_model() -> None:
+        batcher._run_batch = lambda items: constant  # type: ignore[method-assign]
+
+    variants: dict[str, Callable[[], None] | None] = {
+        "keel": lambda: None,
+        "keel without the log append": without_log,
+        "keel without validation": without_validation,
+        "keel without metrics": without_metrics,
+        "keel with a constant model": constant_model,
+    }
+    results: dict[str, list[float]] = {name: [] for name in ["thin", *variants, "model alone"]}
+    for _ in range(rounds):
+        results["thin"].append(await per_request(thin, "/", body, calls))
+        for name, change in variants.items():
+            assert change is not None
+            change()
+            results[name].append(await per_request(app, path, body, calls))
+            restore()
+        started = time.perf_counter()
+        for _ in range(calls):
+            runtime._run_batch([[record]])
+        results["model alone"].append((time.perf_counter() - started) / calls * 1e6)
+    await app.shutdown()
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", choices=MODELS, default="logistic")
+    parser.add_argument("--calls", type=int, default=5000)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    print(machine())
+    results = uvloop.run(measure(args.model, args.calls, args.rounds))
+    print(f"{args.model}: µs per request, median of {args.rounds} rounds of {args.calls} calls")
+    for name, values in results.items():
+        print(f"  {name:<30}{statistics.median(values):>8.1f}")
+
+
+if __name__ == "__main__":
+    main()
