@@ -8,8 +8,9 @@ probabilities (~700 bytes as JSON). Rows:
 - ``loop floor``: the same tasks awaiting a shared future that a ``call_soon`` callback
   resolves (the event-loop iteration every grouped append pays), with no encoding or writing;
 - ``PredictionLog`` with 1 and 64 concurrent appenders in one event loop, for each fsync policy
-  (``append`` encodes, joins the iteration's group, and returns after the group's ``os.write``;
-  with ``always`` after the group's fdatasync, run on the syncer thread);
+  with its default mode (``never``/``interval``: each append writes at once; ``always``: appends
+  join the iteration's group and return after its ``os.write`` and its fdatasync, run on the
+  syncer thread), and ``interval`` grouped (``group_writes=True``) for comparison;
 - baselines without keel: the same encoded line written with one ``os.write`` per entry, and one
   ``os.write`` + ``os.fdatasync`` per entry, in a plain loop.
 
@@ -112,9 +113,14 @@ def loop_floor(concurrency: int, seconds: float, limit: int) -> Row:
 
 
 def group_commit(
-    directory: Path, fsync: str, concurrency: int, seconds: float, entries: list[PredictionEntry]
+    directory: Path,
+    fsync: str,
+    concurrency: int,
+    seconds: float,
+    entries: list[PredictionEntry],
+    grouped: bool | None = None,
 ) -> Row:
-    log = PredictionLog(directory, fsync=fsync)  # type: ignore[arg-type]
+    log = PredictionLog(directory, fsync=fsync, group_writes=grouped)  # type: ignore[arg-type]
 
     async def main() -> tuple[int, float]:
         async def append(n: int) -> None:
@@ -126,7 +132,8 @@ def group_commit(
     log.close()
     assert log.entries_written_total == appends
     assert not log.degraded
-    name = f"PredictionLog fsync={fsync}, {concurrency} appender(s)"
+    mode = {None: "", True: ", grouped", False: ", not grouped"}[grouped]
+    name = f"PredictionLog fsync={fsync}{mode}, {concurrency} appender(s)"
     return Row(name, appends, elapsed, log.groups_total, log.fsyncs_total)
 
 
@@ -167,6 +174,10 @@ def main() -> None:
     runs: list[Callable[[Path], Row]] = [
         lambda d, f=fsync, c=concurrency: group_commit(d, f, c, options.seconds, entries)
         for fsync in ("never", "interval", "always")
+        for concurrency in (1, 64)
+    ]
+    runs += [  # the default (grouping only with "always") against the other choice
+        lambda d, c=concurrency: group_commit(d, "interval", c, options.seconds, entries, True)
         for concurrency in (1, 64)
     ]
     runs += [lambda d, s=sync: one_write_each(d, s, options.seconds, entries) for sync in (0, 1)]

@@ -11,9 +11,10 @@ How depends on whether appends are *grouped* (``group_writes``; by default only 
   64 concurrent requests share one system call and one fsync, and a lone request waits one loop
   iteration.
 - **Not grouped**: the append writes at once and returns without yielding to the loop. Without
-  an fsync to share, this is cheaper at every concurrency (bench/bench_predlog.py, 635-byte
-  entries: one ``write`` ≈4.6 µs, against ≈16 µs for a lone grouped append and ≈7.5 µs each
-  for 64 concurrent ones, whose cost is the task suspended and resumed around the group).
+  an fsync to share, this is what a server's request mix favours (bench/bench_predlog.py,
+  635-byte entries, µs per append: alone 7.8 not grouped against 15.5 grouped, whose cost is
+  the task suspended and resumed around the group; grouping only wins when dozens of appends
+  land in one loop iteration: 64 at once, 8.1 against 6.8).
 
 The write happens on the event loop's thread: handing a few kilobytes to the page cache takes a
 microsecond or two, less than waking another thread would. fsync never runs there: a
