@@ -491,6 +491,7 @@ def test_keel_serve_answers_over_http(
     # uvicorn re-raises the signal it handled once shutdown is complete
     assert process.returncode in (0, -signal.SIGTERM), output
     assert "Application shutdown complete" in output
+    assert "endpoint 'churn' (revision 1): models:/churn/1 loaded in" in output  # keel's own log
     log_dir = settings.project_path(settings.serving.prediction_log_dir)
     Compactor(log_dir).run_once()
     logged = LogReader(log_dir).query("SELECT prediction_id FROM predictions").to_pylist()

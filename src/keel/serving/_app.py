@@ -127,6 +127,14 @@ class ServingApp:
             self.metrics.model_loaded(
                 runtime.name, primary.name, primary.version, runtime.load_seconds
             )
+            logger.info(
+                "endpoint '%s' (revision %d): %s loaded in %.2f s%s",
+                runtime.name,
+                runtime.revision,
+                primary.pinned_uri,
+                runtime.load_seconds,
+                ", features from the online store" if runtime.feature_step else "",
+            )
         if self.compactor is not None:
             self.compactor.start(self.compaction_interval_seconds)
         self.metrics.start()  # a worker of several publishes its sampled values from now on

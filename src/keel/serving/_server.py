@@ -33,6 +33,7 @@ tells a worker where its run's directory is). The directory is removed when the 
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import logging
 import os
@@ -121,7 +122,8 @@ def _queued(runtime: EndpointRuntime) -> int:
 
 def _options(*, host: str, port: int, log_level: str) -> dict[str, Any]:
     """uvicorn's options for keel: uvloop, httptools, no access log (requests are counted in
-    metrics), 30 s for the requests in flight to finish when stopping."""
+    metrics), 30 s for the requests in flight to finish when stopping, and keel's own loggers
+    printed like uvicorn's (level prefix, stderr) at the same level."""
     return {
         "host": host,
         "port": port,
@@ -130,8 +132,21 @@ def _options(*, host: str, port: int, log_level: str) -> dict[str, Any]:
         "lifespan": "on",
         "access_log": False,
         "log_level": log_level,
+        "log_config": _log_config(log_level),
         "timeout_graceful_shutdown": 30,
     }
+
+
+def _log_config(log_level: str) -> dict[str, Any]:
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["loggers"]["keel"] = {
+        "handlers": ["default"],
+        "level": log_level.upper(),
+        "propagate": False,
+    }
+    return config
 
 
 def run_server(app: ServingApp, *, host: str, port: int, log_level: str = "info") -> None:
