@@ -100,6 +100,11 @@ class ServingSettings(BaseModel):
     """A log segment is closed and handed to compaction when it reaches this size."""
     max_request_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     """Requests with a larger body are refused with 413."""
+    revision_poll_seconds: float = Field(2.0, gt=0)
+    """How often a server checks its endpoints' live revisions (a change is loaded in the
+    background and switched to once ready)."""
+    keep_previous_seconds: float = Field(300.0, ge=0)
+    """How long the runtime switched away from stays loaded, so a rollback to it is instant."""
     inline_below_ms: float = Field(0.5, ge=0)
     """A model call expected (from the calls so far) to take less than this runs on the event
     loop's thread, where a hand-off to the batch thread would cost more than the call; slower
@@ -359,6 +364,10 @@ fsync_interval_seconds = 1.0
 segment_max_bytes = 67108864
 # Request bodies larger than this are refused with 413.
 max_request_bytes = 8388608
+# How often each server checks its endpoints' revisions, and how long the previous one stays
+# loaded so `keel endpoints rollback` switches back at once (blue-green).
+revision_poll_seconds = 2.0
+keep_previous_seconds = 300.0
 # Model calls expected to take less than this (ms) run on the event loop's thread, where a
 # hand-off to the batch thread would cost more; slower ones never block the loop. 0: never.
 inline_below_ms = 0.5

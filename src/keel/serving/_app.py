@@ -35,8 +35,10 @@ import orjson
 
 from keel.serving import _native, _openapi, _v2
 from keel.serving._dataplane import Dataplane, Problem
+from keel.serving._live import RevisionWatcher
 from keel.serving._metrics import CONTENT_TYPE
 from keel.serving._predlog import Compactor
+from keel.serving._runtime import EndpointRuntime
 
 logger = logging.getLogger(__name__)
 
@@ -93,8 +95,12 @@ class ServingApp:
         max_request_bytes: int = 8 * 1024 * 1024,
         compactor: Compactor | None = None,
         compaction_interval_seconds: float = 30.0,
+        watcher: RevisionWatcher | None = None,
     ) -> None:
         self.dataplane = dataplane
+        self.watcher = watcher
+        if watcher is not None:
+            watcher.on_switch = self._switched
         self.metrics = dataplane.metrics
         self.max_request_bytes = max_request_bytes
         self.compactor = compactor
@@ -137,13 +143,27 @@ class ServingApp:
             )
         if self.compactor is not None:
             self.compactor.start(self.compaction_interval_seconds)
+        if self.watcher is not None:
+            self.watcher.start()
         self.metrics.start()  # a worker of several publishes its sampled values from now on
+
+    def _switched(self, runtime: EndpointRuntime) -> None:
+        """A live revision change: record the new model's load, rebuild the OpenAPI document
+        (the signature may have changed)."""
+        if runtime.load_seconds is not None:
+            primary = runtime.policy.primary
+            self.metrics.model_loaded(
+                runtime.name, primary.name, primary.version, runtime.load_seconds
+            )
+        self._openapi = None
 
     async def shutdown(self) -> None:
         """Drain the batchers, then close the prediction log (its last group is written)."""
         if self._closed:
             return
         self._closed = True
+        if self.watcher is not None:
+            await self.watcher.stop()  # closes the runtimes kept for rollback
         for runtime in self.dataplane.runtimes.values():
             await runtime.aclose()
         self.dataplane.log.close()
@@ -300,6 +320,8 @@ async def _healthz(app: ServingApp, request: _Request) -> _Response:
 
 async def _readyz(app: ServingApp, request: _Request) -> _Response:
     ready, detail = app.dataplane.readiness()
+    if app.watcher is not None:
+        detail["revisions"] = app.watcher.status()
     return _ok(detail, 200 if ready else 503)
 
 

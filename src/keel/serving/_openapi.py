@@ -503,7 +503,8 @@ _FEEDBACK_REQUEST = _object(
     }
 )
 _NULLABLE = {"type": ["number", "null"]}
-_READINESS = _object(
+_READINESS = _closed(
+    ["ready", "endpoints", "prediction_log", "compaction"],
     ready={"type": "boolean"},
     endpoints={
         "type": "object",
@@ -522,6 +523,18 @@ _READINESS = _object(
         "properties": {"degraded": {"type": "boolean"}, "reason": {"type": ["string", "null"]}},
     },
     compaction={"type": ["object", "null"], "description": "the background compactor's"},
+    revisions={
+        "type": "object",
+        "description": "per endpoint: the revision served, those kept for an instant rollback, "
+        "the last check of the metadata store and the last problem (live changes)",
+        "additionalProperties": _object(
+            revision={"type": "integer"},
+            kept_revisions={"type": "array", "items": {"type": "integer"}},
+            checked_seconds_ago=_NULLABLE,
+            switches={"type": "integer"},
+            error={"type": ["string", "null"]},
+        ),
+    },
 )
 _COMMON_SCHEMAS: JSONDict = {
     "Problem": _closed(

@@ -20,6 +20,7 @@ XGBoost classifiers), so a batch costs one model call instead of two.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
     from keel.features import FeatureStore
     from keel.flavors import LoadedModel
     from keel.registry import ModelVersion, Registry
-    from keel.serving._deployments import Endpoint
+    from keel.serving._deployments import Endpoint, Revision
 
 Record = Mapping[str, Any]
 
@@ -229,6 +230,16 @@ class EndpointRuntime:
         except Exception:  # any doubt: keep the frame path
             return None
         return candidate if same else None
+
+    def adopt(self, revision: Revision) -> None:
+        """Serve ``revision``, a newer revision with exactly this runtime's policy (a rollback
+        to it), without loading anything again."""
+        if revision.policy != self.policy:
+            raise ValueError(
+                f"revision {revision.number} of endpoint '{self.name}' has another policy"
+            )
+        self.endpoint = dataclasses.replace(self.endpoint, revision=revision)
+        self.revision = revision.number
 
     async def aclose(self) -> None:
         """Finish what is queued, then stop the batcher's thread."""

@@ -49,6 +49,7 @@ import orjson
 from keel.errors import ServingError
 from keel.serving._app import ServingApp
 from keel.serving._dataplane import Dataplane
+from keel.serving._live import RevisionWatcher
 from keel.serving._metrics import ServingMetrics
 from keel.serving._predlog import Compactor, PredictionLog
 from keel.serving._runtime import EndpointRuntime
@@ -95,8 +96,9 @@ def serving_app(
         log = PredictionLog.from_settings(settings)
     compactor = Compactor(log.directory)
     metrics = ServingMetrics(log, compactor=compactor, multiprocess_dir=metrics_dir)
-    runtimes = {
-        endpoint.name: EndpointRuntime(
+
+    def make_runtime(endpoint: Endpoint) -> EndpointRuntime:
+        return EndpointRuntime(
             endpoint,
             workspace.registry,
             max_queue=max_queue,
@@ -104,19 +106,28 @@ def serving_app(
             inline_below_ms=settings.serving.inline_below_ms,
             features=workspace.features if endpoint.policy.features else None,
         )
-        for endpoint in chosen
-    }
-    for name, runtime in runtimes.items():
-        metrics.watch_queue(name, functools.partial(_queued, runtime))
+
+    dataplane = Dataplane({e.name: make_runtime(e) for e in chosen}, log, metrics)
+    for name in dataplane.runtimes:
+        metrics.watch_queue(name, functools.partial(_queued, dataplane, name))
+    watcher = RevisionWatcher(
+        dataplane,
+        workspace.deployments,
+        make_runtime,
+        interval_seconds=settings.serving.revision_poll_seconds,
+        keep_previous_seconds=settings.serving.keep_previous_seconds,
+    )
     return ServingApp(
-        Dataplane(runtimes, log, metrics),
+        dataplane,
         max_request_bytes=settings.serving.max_request_bytes,
         compactor=compactor,
+        watcher=watcher,
     )
 
 
-def _queued(runtime: EndpointRuntime) -> int:
-    stats = runtime.batcher_stats
+def _queued(dataplane: Dataplane, endpoint: str) -> int:
+    """Requests waiting in the queue of the runtime serving ``endpoint`` now."""
+    stats = dataplane.runtimes[endpoint].batcher_stats
     return 0 if stats is None else stats.queued
 
 
