@@ -13,6 +13,7 @@ from keel.features._store import FeatureStore
 from keel.flavors import LoadedModel
 from keel.registry import Registry
 from keel.serving import DeploymentStore
+from keel.serving._keys import KeyStore
 from keel.store import MetadataStore
 from keel.tracking import Run, RunQueries
 
@@ -42,6 +43,7 @@ class Workspace:
         self.runs = RunQueries(self.store)
         self.registry = Registry(self.store, self.artifacts, settings.registry, settings.actor)
         self.deployments = DeploymentStore(self.store, self.registry, settings.actor)
+        self.keys = KeyStore(self.store, settings.actor)
         self.snapshots = SnapshotStore(
             self.store, self.artifacts, settings.actor, code_dir=settings.project_dir
         )

@@ -48,7 +48,13 @@ or of the CLI: adapters map them to status codes and exit codes.
         ├── PredictionNotFound         no logged prediction with that id
         ├── LogQueryError              SQL over the prediction log that DuckDB refused
         ├── Overloaded                 a model's request queue is full (HTTP 503)
-        └── BatcherClosed              a model is shutting down and takes no more requests
+        ├── BatcherClosed              a model is shutting down and takes no more requests
+        └── ApiKeyError                an API-key change that cannot be made (bad scope, name...)
+            ├── InvalidApiKey          unknown, malformed, revoked or expired key (HTTP 401)
+            ├── MissingScope           the key lacks the scope the request needs (HTTP 403)
+            ├── RateLimited            over the key's rate limit (HTTP 429, carries retry_after)
+            ├── ApiKeyExists           creating a key under a name already taken
+            └── ApiKeyNotFound         no key with that id or name (also a NotFoundError)
 """
 
 from __future__ import annotations
@@ -379,3 +385,51 @@ class BatcherClosed(ServingError):
     def __init__(self, name: str) -> None:
         self.name = name
         super().__init__(f"model '{name}' is shutting down and accepts no more requests")
+
+
+class ApiKeyError(ServingError):
+    """An API-key change that cannot be made, or a request its key does not admit."""
+
+
+class InvalidApiKey(ApiKeyError):
+    """The presented secret does not admit anyone. The message is the same whatever the cause,
+    so a caller learns nothing about which keys exist; ``reason`` (unknown, malformed, revoked,
+    expired) is for the server's log, never for the client."""
+
+    def __init__(self, reason: str, key_id: str | None = None) -> None:
+        self.reason = reason
+        self.key_id = key_id
+        super().__init__("invalid API key")
+
+
+class MissingScope(ApiKeyError):
+    def __init__(self, key_name: str, scope: str) -> None:
+        self.key_name = key_name
+        self.scope = scope
+        super().__init__(f"API key '{key_name}' does not have the '{scope}' scope")
+
+
+class RateLimited(ApiKeyError):
+    """Over the key's rate limit; ``retry_after`` is how many seconds until a request fits."""
+
+    def __init__(self, key_name: str, retry_after: float) -> None:
+        self.key_name = key_name
+        self.retry_after = retry_after
+        super().__init__(
+            f"API key '{key_name}' is over its rate limit; retry in {retry_after:.3g} s"
+        )
+
+
+class ApiKeyExists(ApiKeyError):
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(
+            f"an API key named '{name}' already exists (revoked keys keep their names); "
+            "pick another name"
+        )
+
+
+class ApiKeyNotFound(ApiKeyError, NotFoundError):
+    def __init__(self, ref: str) -> None:
+        self.ref = ref
+        super().__init__(f"no API key with id or name '{ref}' (list them with `keel keys list`)")

@@ -256,3 +256,26 @@ deployment_revisions = sa.Table(
     sa.Column("created_by", sa.String(255), nullable=False),
     sa.Column("reason", sa.Text),
 )
+
+# -- API keys (migration 0005) --------------------------------------------------------------------
+
+# Keys for `keel serve`. Only the SHA-256 of a secret is kept (the secret is shown once, when it
+# is made). A key is never deleted: revoking sets revoked_at, and its name stays taken, so the
+# audit log's references to it keep meaning one key.
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("name", sa.String(255), nullable=False, unique=True),
+    sa.Column("secret_hash", sa.String(64), nullable=False),
+    sa.Column("scopes", sa.JSON, nullable=False),
+    # Token bucket: refill rate and capacity; NULL rate means no per-key limit.
+    sa.Column("rate_per_second", sa.Double),
+    sa.Column("burst", sa.Integer),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("created_by", sa.String(255), nullable=False),
+    sa.Column("expires_at", Timestamp),
+    sa.Column("revoked_at", Timestamp),
+    sa.Column("revoked_by", sa.String(255)),
+    sa.Column("revoke_reason", sa.Text),
+)
