@@ -100,6 +100,15 @@ class ServingSettings(BaseModel):
     """A log segment is closed and handed to compaction when it reaches this size."""
     max_request_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     """Requests with a larger body are refused with 413."""
+    breaker_window_seconds: float = Field(10.0, gt=0)
+    """A model version's circuit breaker judges the calls of this sliding window."""
+    breaker_min_requests: int = Field(20, ge=1)
+    """Calls the window needs before the breaker may open."""
+    breaker_error_rate: float = Field(0.5, gt=0, le=1)
+    """Share of failed calls (raised or timed out) that opens the breaker."""
+    breaker_open_seconds: float = Field(5.0, gt=0)
+    """How long an open breaker refuses calls before probing the model again (doubled after
+    each failed probe, up to a minute)."""
     revision_poll_seconds: float = Field(2.0, gt=0)
     """How often a server checks its endpoints' live revisions (a change is loaded in the
     background and switched to once ready)."""
@@ -364,6 +373,13 @@ fsync_interval_seconds = 1.0
 segment_max_bytes = 67108864
 # Request bodies larger than this are refused with 413.
 max_request_bytes = 8388608
+# Circuit breaker per model version: opens when breaker_error_rate of the calls of the last
+# breaker_window_seconds failed (with at least breaker_min_requests calls); probes the model
+# again after breaker_open_seconds. While open, the endpoint's fallback answers.
+breaker_window_seconds = 10.0
+breaker_min_requests = 20
+breaker_error_rate = 0.5
+breaker_open_seconds = 5.0
 # How often each server checks its endpoints' revisions, and how long the previous one stays
 # loaded so `keel endpoints rollback` switches back at once (blue-green).
 revision_poll_seconds = 2.0

@@ -221,3 +221,31 @@ def test_rollback_to_a_named_revision(keel: Keel, endpoint: str) -> None:
 
 def test_rollback_without_an_earlier_revision_is_one_line(keel: Keel, endpoint: str) -> None:
     assert_one_line_error(keel("endpoints", "rollback", endpoint), "nothing to roll back to")
+
+
+def test_a_fallback_is_set_from_a_model_or_a_value_and_removed(keel: Keel, endpoint: str) -> None:
+    by_value = keel.json("endpoints", "set", endpoint, "--fallback-value", '{"label": 0}')
+    by_model = keel.json("endpoints", "set", endpoint, "--fallback-model", "models:/churn/2")
+    kept = keel.json("endpoints", "set", endpoint, "--max-batch-size", "4")
+    removed = keel.json("endpoints", "set", endpoint, "--no-fallback")
+
+    assert by_value["policy"]["fallback"] == {"prediction": {"label": 0}}
+    assert by_model["policy"]["fallback"]["model"]["version"] == 2
+    assert kept["policy"]["fallback"]["model"]["version"] == 2
+    assert removed["policy"]["fallback"] is None
+
+
+def test_create_takes_a_fallback_value(keel: Keel, models: str) -> None:
+    revision = keel.json(
+        "endpoints", "create", "churn-api", "--model", "models:/churn/1", "--fallback-value", "0"
+    )
+
+    assert revision["policy"]["fallback"] == {"prediction": 0}
+
+
+def test_a_fallback_value_that_is_not_json_is_refused(keel: Keel, endpoint: str) -> None:
+    result = keel("endpoints", "set", endpoint, "--fallback-value", "yes please")
+
+    assert result.exit_code == 2
+    assert "--fallback-value" in result.stderr
+    assert "not a JSON value" in result.stderr

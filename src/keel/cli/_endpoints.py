@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 import typer
@@ -46,6 +47,26 @@ Features = Annotated[
 ]
 
 
+FallbackModel = Annotated[
+    str | None,
+    typer.Option(
+        "--fallback-model",
+        metavar="URI",
+        help="A model that answers when the primary raises, times out or its breaker is open.",
+        show_default=False,
+    ),
+]
+FallbackValue = Annotated[
+    str | None,
+    typer.Option(
+        "--fallback-value",
+        metavar="JSON",
+        help="A fixed prediction (a JSON value) that answers when the primary cannot.",
+        show_default=False,
+    ),
+]
+
+
 def build() -> typer.Typer:
     group = typer.Typer(no_args_is_help=True, help="Serving endpoints and their deployments.")
     group.command("create")(create)
@@ -71,13 +92,21 @@ def create(
     max_batch_wait_ms: MaxBatchWait = None,
     timeout_ms: TimeoutMs = None,
     features: Features = None,
+    fallback_model: FallbackModel = None,
+    fallback_value: FallbackValue = None,
     reason: Reason = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Create endpoint NAME serving a model version (its revision 1)."""
     options = _options(max_batch_size, max_batch_wait_ms, timeout_ms, features)
+    fallback = _fallback_option(fallback_model, fallback_value)
     revision = open_workspace(ctx).deployments.create_endpoint(
-        name, model, description=description, reason=reason, **options
+        name,
+        model,
+        description=description,
+        reason=reason,
+        fallback=None if fallback is _KEEP else fallback,
+        **options,
     )
     _report(ctx, revision, as_json, "created")
 
@@ -109,6 +138,11 @@ def set_endpoint(
         bool, typer.Option("--no-timeout", help="Remove the prediction time bound.")
     ] = False,
     features: Features = None,
+    fallback_model: FallbackModel = None,
+    fallback_value: FallbackValue = None,
+    no_fallback: Annotated[
+        bool, typer.Option("--no-fallback", help="Remove the endpoint's fallback.")
+    ] = False,
     reason: Reason = None,
     as_json: JsonFlag = False,
 ) -> None:
@@ -118,6 +152,16 @@ def set_endpoint(
     options = _options(max_batch_size, max_batch_wait_ms, timeout_ms, features)
     if no_timeout:
         options["timeout_ms"] = None
+    fallback = _fallback_option(fallback_model, fallback_value)
+    if no_fallback:
+        if fallback is not _KEEP:
+            raise typer.BadParameter(
+                "cannot be used with --fallback-model or --fallback-value",
+                param_hint="--no-fallback",
+            )
+        fallback = None
+    if fallback is not _KEEP:
+        options["fallback"] = fallback
     deployments = open_workspace(ctx).deployments
     before = deployments.get(name).revision.number
     revision = deployments.set(name, model_uri=model, reason=reason, **options)
@@ -191,6 +235,28 @@ def rollback(
 
 
 # -- helpers -----------------------------------------------------------------------------------
+
+
+_KEEP: Any = object()
+
+
+def _fallback_option(model: str | None, value: str | None) -> Any:
+    """The fallback the options name: a model URI, a DefaultPrediction, or _KEEP (none given)."""
+    if model is not None and value is not None:
+        raise typer.BadParameter(
+            "give --fallback-model or --fallback-value, not both", param_hint="--fallback-value"
+        )
+    if model is not None:
+        return model
+    if value is None:
+        return _KEEP
+    try:
+        return DefaultPrediction(json.loads(value))
+    except json.JSONDecodeError as error:
+        raise typer.BadParameter(
+            f"{value!r} is not a JSON value ({error.msg}); quote strings: '\"yes\"'",
+            param_hint="--fallback-value",
+        ) from None
 
 
 def _options(

@@ -20,6 +20,7 @@ from keel.errors import EndpointNotFound, FeatureStoreError
 from keel.serving._batching import BatcherClosed, Overloaded
 from keel.serving._features import MissingFeatures, OnDemandFailed
 from keel.serving._metrics import ServingMetrics
+from keel.serving._policy import DefaultPrediction
 from keel.serving._predlog import (
     FeedbackEntry,
     PredictionEntry,
@@ -53,6 +54,19 @@ class Problem(Exception):
         if self.problems is not None:
             body["problems"] = self.problems
         return body
+
+
+def answering_model(runtime: EndpointRuntime, result: RowResult) -> tuple[str, int | None]:
+    """The model name and version that answered ``result``: the primary's, the fallback
+    model's, or (a default prediction) the primary's name without a version."""
+    primary = runtime.policy.primary
+    if result.fallback is None:
+        return primary.name, primary.version
+    fallback = runtime.fallback
+    if isinstance(fallback, EndpointRuntime):
+        model = fallback.policy.primary
+        return model.name, model.version
+    return primary.name, None
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,19 +127,20 @@ class Dataplane:
         results = await self._run(runtime, records)
         latency_ms = (time.perf_counter() - started) * 1000
         ids = new_prediction_ids(len(records))
-        primary = runtime.policy.primary
+        model, version = answering_model(runtime, results[0])
         await self.log.append(
             [
                 PredictionEntry(
                     prediction_id=prediction_id,
                     endpoint=runtime.name,
-                    model=primary.name,
-                    model_version=primary.version,
+                    model=model,
+                    model_version=version,
                     inputs=record if result.inputs is None else {**record, **result.inputs},
                     prediction=result.prediction,
                     probabilities=result.probabilities,
                     latency_ms=latency_ms,
                     revision=runtime.revision,
+                    fallback=result.fallback,
                 )
                 for prediction_id, record, result in zip(ids, records, results, strict=True)
             ]
@@ -133,20 +148,97 @@ class Dataplane:
         return [Scored(i, r) for i, r in zip(ids, results, strict=True)]
 
     async def _run(self, runtime: EndpointRuntime, records: list[Record]) -> list[RowResult]:
+        """The primary's answers, or the fallback's when the primary raises, times out or its
+        breaker is open (and the endpoint has a fallback); the breaker hears each outcome."""
+        breaker = runtime.breaker
+        if breaker is None:
+            raise Problem(503, "not_ready", str(ModelNotReady(runtime.name, "not loaded yet")))
+        permit = breaker.allow()
+        if not permit.allowed:
+            return await self._fallback(
+                runtime,
+                records,
+                "breaker_open",
+                Problem(
+                    503,
+                    "breaker_open",
+                    f"the model of endpoint '{runtime.name}' is failing (its circuit breaker "
+                    "is open) and the endpoint has no fallback",
+                ),
+            )
         timeout_ms = runtime.policy.timeout_ms
+        started = time.perf_counter()
         try:
             if timeout_ms is None:
-                return await runtime.predict(records)
-            async with asyncio.timeout(timeout_ms / 1000):
-                return await runtime.predict(records)
+                results = await runtime.predict(records)
+            else:
+                async with asyncio.timeout(timeout_ms / 1000):
+                    results = await runtime.predict(records)
+        except asyncio.CancelledError:
+            breaker.release(permit)
+            raise
         except TimeoutError:
-            raise Problem(
-                504, "timeout", f"the model took longer than the endpoint's {timeout_ms} ms"
-            ) from None
-        except Overloaded as error:
-            raise Problem(503, "overloaded", str(error)) from None
-        except MissingFeatures as error:
-            raise Problem(
+            breaker.record(permit, False, time.perf_counter() - started)
+            return await self._fallback(
+                runtime,
+                records,
+                "timeout",
+                Problem(
+                    504, "timeout", f"the model took longer than the endpoint's {timeout_ms} ms"
+                ),
+            )
+        except (
+            Overloaded,
+            MissingFeatures,
+            OnDemandFailed,
+            FeatureStoreError,
+            BatcherClosed,
+            ModelNotReady,
+        ) as error:
+            breaker.release(permit)  # the request's or the server's state, not the model's
+            raise self._problem(runtime, error) from None
+        except Exception as error:
+            breaker.record(permit, False, time.perf_counter() - started)
+            logger.exception("model of endpoint '%s' failed", runtime.name)
+            return await self._fallback(
+                runtime,
+                records,
+                "model_error",
+                Problem(500, "model_error", f"the model failed: {type(error).__name__}: {error}"),
+            )
+        breaker.record(permit, True, time.perf_counter() - started)
+        return results
+
+    async def _fallback(
+        self, runtime: EndpointRuntime, records: list[Record], why: str, problem: Problem
+    ) -> list[RowResult]:
+        """The fallback's answers, marked with ``why``; ``problem`` when there is no fallback
+        or it fails too."""
+        fallback = runtime.fallback
+        if fallback is None:
+            raise problem
+        self.metrics.fallback(runtime.name, why)
+        if isinstance(fallback, DefaultPrediction):
+            return [RowResult(fallback.value, None, fallback=why) for _ in records]
+        try:
+            answers = await fallback.predict(records)
+        except Exception as error:
+            logger.error(
+                "endpoint '%s': the fallback failed too: %s: %s",
+                runtime.name,
+                type(error).__name__,
+                error,
+            )
+            raise problem from None
+        return [RowResult(a.prediction, a.probabilities, a.inputs, fallback=why) for a in answers]
+
+    @staticmethod
+    def _problem(runtime: EndpointRuntime, error: Exception) -> Problem:
+        """The answer to a request the model was not asked for (or not fully)."""
+        if isinstance(error, Overloaded):
+            return Problem(503, "overloaded", str(error))
+        if isinstance(error, MissingFeatures):
+            return Problem(
                 422,
                 "missing_features",
                 str(error),
@@ -154,19 +246,13 @@ class Dataplane:
                     {"row": row, "field": feature, "rule": "feature_store", "message": why}
                     for row, feature, why in error.problems
                 ],
-            ) from None
-        except OnDemandFailed as error:
-            raise Problem(422, "invalid_input", str(error)) from None
-        except FeatureStoreError as error:
+            )
+        if isinstance(error, OnDemandFailed):
+            return Problem(422, "invalid_input", str(error))
+        if isinstance(error, FeatureStoreError):
             logger.warning("endpoint '%s': feature lookup failed: %s", runtime.name, error)
-            raise Problem(503, "features_unavailable", f"feature lookup failed: {error}") from None
-        except (BatcherClosed, ModelNotReady) as error:
-            raise Problem(503, "not_ready", str(error)) from None
-        except Exception as error:
-            logger.exception("model of endpoint '%s' failed", runtime.name)
-            raise Problem(
-                500, "model_error", f"the model failed: {type(error).__name__}: {error}"
-            ) from None
+            return Problem(503, "features_unavailable", f"feature lookup failed: {error}")
+        return Problem(503, "not_ready", str(error))
 
     async def feedback(self, items: list[FeedbackEntry]) -> None:
         """Record feedback entries (validated by the adapter) before the response is sent."""
@@ -182,6 +268,8 @@ class Dataplane:
                 "revision": runtime.revision,
                 "load_seconds": runtime.load_seconds,
                 "error": runtime.error,
+                "breaker": None if runtime.breaker is None else runtime.breaker.state.value,
+                "fallback_error": runtime.fallback_error,
             }
             for name, runtime in sorted(self.runtimes.items())
         }

@@ -29,6 +29,7 @@ from keel.errors import (
 from keel.registry import ARCHIVED, ModelRef, Registry
 from keel.registry._rows import audit, lock_model
 from keel.serving._policy import (
+    DefaultPrediction,
     PinnedModel,
     TrafficPolicy,
 )
@@ -105,6 +106,13 @@ class Endpoint:
 # -- the store -------------------------------------------------------------------------------------
 
 
+class _Keep:
+    """The default of ``set(fallback=...)``: leave the fallback as it is."""
+
+
+KEEP = _Keep()
+
+
 class DeploymentStore:
     """Endpoints and their revisions in the metadata store.
 
@@ -134,12 +142,17 @@ class DeploymentStore:
         *,
         description: str | None = None,
         reason: str | None = None,
+        fallback: str | DefaultPrediction | None = None,
         **options: Any,
     ) -> Revision:
         """Create endpoint ``name`` serving ``model_uri`` (revision 1). The URI must resolve to
-        a version that is not archived; ``options`` are serving options (see :data:`OPTIONS`)."""
+        a version that is not archived; ``options`` are serving options (see :data:`OPTIONS`).
+        ``fallback`` answers when the primary raises, times out or its breaker is open: a model
+        URI (pinned now) or a :class:`DefaultPrediction`."""
         check_endpoint_name(name)
-        policy = TrafficPolicy(primary=self._pin(model_uri)).with_options(**options)
+        policy = TrafficPolicy(
+            primary=self._pin(model_uri), fallback=self._fallback(fallback)
+        ).with_options(**options)
         with self._store.write() as connection:
             exists = connection.execute(
                 sa.select(t.endpoints.c.name).where(t.endpoints.c.name == name)
@@ -162,17 +175,26 @@ class DeploymentStore:
             return self._record(connection, name, 1, None, policy, CREATE, reason)
 
     def set(
-        self, name: str, *, model_uri: str | None = None, reason: str | None = None, **options: Any
+        self,
+        name: str,
+        *,
+        model_uri: str | None = None,
+        reason: str | None = None,
+        fallback: str | DefaultPrediction | _Keep | None = KEEP,
+        **options: Any,
     ) -> Revision:
         """A new revision: the current policy with its primary re-pinned from ``model_uri``
-        (when given) and ``options`` changed. Nothing changed: no revision, the current one
-        is returned."""
+        (when given), its ``fallback`` replaced (a model URI, a :class:`DefaultPrediction`, or
+        None to remove it; left as it is by default) and ``options`` changed. Nothing changed:
+        no revision, the current one is returned."""
         primary = self._pin(model_uri) if model_uri is not None else None
         with self._store.write() as connection:
             current = _lock_current(connection, name)
             policy = current.policy
             if primary is not None:
                 policy = dataclasses.replace(policy, primary=primary)
+            if not isinstance(fallback, _Keep):
+                policy = dataclasses.replace(policy, fallback=self._fallback(fallback))
             policy = policy.with_options(**options)
             if policy == current.policy:
                 return current
@@ -256,6 +278,17 @@ class DeploymentStore:
         return None if row.revision is None else _revision_from_row(row)
 
     # -- internals -------------------------------------------------------------------------------
+
+    def _fallback(
+        self, fallback: str | DefaultPrediction | None
+    ) -> PinnedModel | DefaultPrediction | None:
+        if isinstance(fallback, str):
+            return self._pin(fallback)
+        if fallback is None or isinstance(fallback, DefaultPrediction):
+            return fallback
+        raise InvalidPolicy(
+            "fallback", f"must be a model URI or a DefaultPrediction, not {fallback!r}"
+        )
 
     def _pin(self, uri: str) -> PinnedModel:
         ref = ModelRef.parse(uri)

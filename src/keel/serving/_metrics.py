@@ -71,6 +71,7 @@ from prometheus_client.multiprocess import MultiProcessCollector, mark_process_d
 from prometheus_client.registry import Collector
 
 from keel.serving._batching import BatchRecord
+from keel.serving._breaker import State, Transition
 
 if TYPE_CHECKING:
     from keel.serving._predlog import Compactor, PredictionLog
@@ -275,6 +276,27 @@ class ServingMetrics:
             registry=owner,
             multiprocess_mode="liveall",
         )
+        self._fallbacks = Counter(
+            "keel_fallbacks",
+            "Requests answered by the endpoint's fallback, by why the primary did not answer "
+            "(model_error, timeout, breaker_open).",
+            ["endpoint", "reason"],
+            registry=owner,
+        )
+        self._breaker_state = Gauge(
+            "keel_breaker_state",
+            "1 for the state each endpoint's circuit breaker is in (closed, open, half_open), "
+            "0 for the others; summed over worker processes.",
+            ["endpoint", "state"],
+            registry=owner,
+            multiprocess_mode="livesum",
+        )
+        self._breaker_transitions = Counter(
+            "keel_breaker_transitions",
+            "Changes of state of each endpoint's circuit breaker, by the state entered.",
+            ["endpoint", "state"],
+            registry=owner,
+        )
         self._children: dict[tuple[str, ...], Any] = {}
         self._queues: dict[str, tuple[Callable[[], int], Any]] = {}
         self._log_counters: list[tuple[str, _Mirror]] = []
@@ -350,6 +372,25 @@ class ServingMetrics:
                 inline.inc()
             for wait in record.queue_waits:
                 waits.observe(wait)
+
+        return observe
+
+    def fallback(self, endpoint: str, reason: str) -> None:
+        key = ("f", endpoint, reason)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self._fallbacks.labels(endpoint, reason)
+        child.inc()
+
+    def breaker_observer(self, endpoint: str) -> Callable[[Transition], None]:
+        """The ``on_transition`` of ``endpoint``'s breakers: the state gauge and the count."""
+        states = {state: self._breaker_state.labels(endpoint, state.value) for state in State}
+        states[State.CLOSED].set(1)
+
+        def observe(transition: Transition) -> None:
+            for state, gauge in states.items():
+                gauge.set(1 if state is transition.to_state else 0)
+            self._breaker_transitions.labels(endpoint, transition.to_state.value).inc()
 
         return observe
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from keel.serving._dataplane import Dataplane, Problem
+from keel.serving._dataplane import Dataplane, Problem, answering_model
 from keel.serving._predlog import FeedbackEntry
 from keel.serving._runtime import EndpointRuntime, Record
 
@@ -36,10 +36,10 @@ MAX_ID_LENGTH = 128
 async def predict(dataplane: Dataplane, runtime: EndpointRuntime, payload: Any) -> dict[str, Any]:
     records = parse_inputs(payload)
     scored = await dataplane.predict(runtime, records)
-    primary = runtime.policy.primary
-    return {
+    name, version = answering_model(runtime, scored[0].result)
+    answer: dict[str, Any] = {
         "endpoint": runtime.name,
-        "model": {"name": primary.name, "version": primary.version},
+        "model": {"name": name, "version": version},
         "predictions": [
             {
                 "prediction_id": row.prediction_id,
@@ -49,6 +49,10 @@ async def predict(dataplane: Dataplane, runtime: EndpointRuntime, payload: Any) 
             for row in scored
         ],
     }
+    fallback = scored[0].result.fallback
+    if fallback is not None:  # the whole request was answered by the fallback, and why
+        answer["fallback"] = fallback
+    return answer
 
 
 def parse_inputs(payload: Any) -> list[Record]:

@@ -98,6 +98,7 @@ class _Endpoint:
         self.name = runtime.name
         self.primary = runtime.policy.primary
         self.timeout_ms = runtime.policy.timeout_ms
+        self.fallback = runtime.policy.fallback
         self.uses_features = runtime.policy.features
         self.labels = runtime.labels
         self.features = runtime.feature_step  # set when loaded with features on
@@ -123,13 +124,7 @@ class _Endpoint:
             forms.append(self._columns(schemas["Record"]))
             schemas |= {
                 "Prediction": self._prediction(),
-                "PredictResponse": _object(
-                    endpoint={"const": self.name},
-                    model=_object(
-                        name={"const": self.primary.name}, version={"const": self.primary.version}
-                    ),
-                    predictions={"type": "array", "minItems": 1, "items": self.ref("Prediction")},
-                ),
+                "PredictResponse": self._predict_response(),
                 "ModelMetadata": _object(**{k: {"const": v} for k, v in self.metadata.items()}),
                 "InferResponse": self._infer_response(),
             }
@@ -261,10 +256,29 @@ class _Endpoint:
         ]
         response = _object(
             model_name={"const": self.name},
-            model_version={"const": str(self.primary.version)},
+            model_version=(
+                {"type": "string", "description": "the primary's version, or the fallback's"}
+                if self.fallback is not None
+                else {"const": str(self.primary.version)}
+            ),
             outputs={"type": "array", "minItems": 1, "items": {"anyOf": tensors}},
         )
         response["properties"]["id"] = {"type": "string", "description": "the request's id"}
+        if self.fallback is not None:
+            response["properties"]["parameters"] = _object(fallback=_FALLBACK_REASON)
+        return response
+
+    def _predict_response(self) -> JSONDict:
+        model = _object(name={"const": self.primary.name}, version={"const": self.primary.version})
+        if self.fallback is not None:  # the fallback model (or a default prediction) answered
+            model = _object(name={"type": "string"}, version={"type": ["integer", "null"]})
+        response = _object(
+            endpoint={"const": self.name},
+            model=model,
+            predictions={"type": "array", "minItems": 1, "items": self.ref("Prediction")},
+        )
+        if self.fallback is not None:
+            response["properties"]["fallback"] = _FALLBACK_REASON
         return response
 
     # -- paths -------------------------------------------------------------------------------
@@ -503,6 +517,10 @@ _FEEDBACK_REQUEST = _object(
     }
 )
 _NULLABLE = {"type": ["number", "null"]}
+_FALLBACK_REASON = {
+    "enum": ["model_error", "timeout", "breaker_open"],
+    "description": "present when the endpoint's fallback answered instead of the primary: why",
+}
 _READINESS = _closed(
     ["ready", "endpoints", "prediction_log", "compaction"],
     ready={"type": "boolean"},
@@ -515,6 +533,14 @@ _READINESS = _closed(
             revision={"type": "integer"},
             load_seconds=_NULLABLE,
             error={"type": ["string", "null"]},
+            breaker={
+                "enum": ["closed", "open", "half_open", None],
+                "description": "the primary's circuit breaker (null until loaded)",
+            },
+            fallback_error={
+                "type": ["string", "null"],
+                "description": "why the fallback model could not be loaded",
+            },
         ),
     },
     prediction_log={

@@ -21,6 +21,7 @@ XGBoost classifiers), so a batch costs one model call instead of two.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -33,7 +34,9 @@ from keel.data import RecordValidator
 from keel.data._record import RecordProblem
 from keel.errors import FeatureStoreError, ServingError
 from keel.serving._batching import BatcherStats, BatchRecord, MicroBatcher
+from keel.serving._breaker import CircuitBreaker, Transition
 from keel.serving._features import FeatureSetupError, FeatureStep, OnDemandFailed
+from keel.serving._policy import DefaultPrediction, PinnedModel
 
 if TYPE_CHECKING:
     from keel.data import Schema
@@ -43,6 +46,8 @@ if TYPE_CHECKING:
     from keel.serving._deployments import Endpoint, Revision
 
 Record = Mapping[str, Any]
+
+logger = logging.getLogger(__name__)
 
 INLINE_BELOW_MS = 0.5
 """Default of ``[serving] inline_below_ms``: about what parsing a 100 kB JSON body costs, which
@@ -66,6 +71,8 @@ class RowResult:
     prediction: Any
     probabilities: dict[str, float] | None
     inputs: dict[str, Any] | None = None
+    fallback: str | None = None
+    """Why the endpoint's fallback answered instead of the primary (None: the primary did)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +96,8 @@ class EndpointRuntime:
             thread (``[serving] inline_below_ms``); 0 sends every batch to the batcher's thread.
         features: the project's feature store, needed by an endpoint whose policy has
             ``features`` on (requests then carry entity keys; see :mod:`._features`).
+        breaker_options: keyword arguments of the primary's :class:`CircuitBreaker`.
+        on_breaker_transition: called with each change of the breaker's state.
     """
 
     def __init__(
@@ -100,6 +109,8 @@ class EndpointRuntime:
         observer: Callable[[BatchRecord], None] | None = None,
         inline_below_ms: float = INLINE_BELOW_MS,
         features: FeatureStore | None = None,
+        breaker_options: Mapping[str, Any] | None = None,
+        on_breaker_transition: Callable[[Transition], None] | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.name = endpoint.name
@@ -110,6 +121,15 @@ class EndpointRuntime:
         self._observer = observer
         self._inline_below_ms = inline_below_ms
         self._feature_store = features
+        self._breaker_options = dict(breaker_options or {})
+        self._on_breaker_transition = on_breaker_transition
+        self.breaker: CircuitBreaker | None = None
+        """The primary's circuit breaker (set at load)."""
+        self.fallback: EndpointRuntime | DefaultPrediction | None = None
+        """What answers when the primary cannot (set at load): a loaded runtime of the fallback
+        model version, the policy's default prediction, or None."""
+        self.fallback_error: str | None = None
+        """Why the fallback model could not be loaded (the primary serves regardless)."""
         self.feature_step: FeatureStep | None = None
         """Set at load on a features endpoint: what requests carry, and the lookup."""
         self.model_version: ModelVersion | None = None
@@ -184,6 +204,12 @@ class EndpointRuntime:
         if labels is not None:
             self._labels = [_plain(label) for label in labels]
             self._label_keys = [str(label) for label in self._labels]
+        self.breaker = CircuitBreaker(
+            f"{self.name}/{primary.name}/{primary.version}",
+            **self._breaker_options,
+            on_transition=self._on_breaker_transition,
+        )
+        self.fallback = self._load_fallback()
         self._batcher = MicroBatcher(
             self._run_batch,
             name=f"{self.name}/{primary.name}/{primary.version}",
@@ -201,6 +227,33 @@ class EndpointRuntime:
             ),
         )
         self.error = None
+
+    def _load_fallback(self) -> EndpointRuntime | DefaultPrediction | None:
+        """The policy's fallback, ready to answer; a fallback model that fails to load is
+        reported (:attr:`fallback_error`) and left out: the primary serves regardless."""
+        fallback = self.policy.fallback
+        if not isinstance(fallback, PinnedModel):
+            return fallback
+        policy = dataclasses.replace(
+            self.policy, primary=fallback, fallback=None, shadows=(), arms=()
+        )
+        revision = dataclasses.replace(self.endpoint.revision, policy=policy)
+        runtime = EndpointRuntime(
+            dataclasses.replace(self.endpoint, revision=revision),
+            self._registry,
+            max_queue=self._max_queue,
+            inline_below_ms=self._inline_below_ms,
+            features=self._feature_store,
+            breaker_options=self._breaker_options,
+        )
+        try:
+            runtime.load()
+        except Exception as error:
+            self.fallback_error = f"{fallback.pinned_uri}: {type(error).__name__}: {error}"
+            logger.error("endpoint '%s': the fallback failed to load: %s", self.name, error)
+            return None
+        self.fallback_error = None
+        return runtime
 
     def _feature_step(self, version: ModelVersion) -> FeatureStep:
         if self._feature_store is None:
@@ -242,9 +295,11 @@ class EndpointRuntime:
         self.revision = revision.number
 
     async def aclose(self) -> None:
-        """Finish what is queued, then stop the batcher's thread."""
+        """Finish what is queued, then stop the batcher's thread (and the fallback's)."""
         if self._batcher is not None:
             await self._batcher.aclose()
+        if isinstance(self.fallback, EndpointRuntime):
+            await self.fallback.aclose()
 
     # -- the request path --------------------------------------------------------------------
 

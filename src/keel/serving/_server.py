@@ -105,8 +105,17 @@ def serving_app(
             observer=metrics.batch_observer(endpoint.name),
             inline_below_ms=settings.serving.inline_below_ms,
             features=workspace.features if endpoint.policy.features else None,
+            breaker_options=breaker_options,
+            on_breaker_transition=metrics.breaker_observer(endpoint.name),
         )
 
+    serving = settings.serving
+    breaker_options = {
+        "window_seconds": serving.breaker_window_seconds,
+        "min_requests": serving.breaker_min_requests,
+        "error_rate": serving.breaker_error_rate,
+        "open_seconds": serving.breaker_open_seconds,
+    }
     dataplane = Dataplane({e.name: make_runtime(e) for e in chosen}, log, metrics)
     for name in dataplane.runtimes:
         metrics.watch_queue(name, functools.partial(_queued, dataplane, name))

@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from keel.serving._dataplane import Dataplane, Problem
+from keel.serving._dataplane import Dataplane, Problem, answering_model
 from keel.serving._runtime import EndpointRuntime, ModelNotReady, Record
 
 DATATYPES = {
@@ -116,6 +116,8 @@ async def infer(
                 }
             )
         elif name == "predict_proba":
+            if any(row.result.probabilities is None for row in scored):
+                continue  # a default prediction answered: it has no probabilities to give
             labels = runtime.labels or []
             data: list[float] = []
             for row in scored:
@@ -133,11 +135,15 @@ async def infer(
                     "data": [row.prediction_id for row in scored],
                 }
             )
+    _, answered_by = answering_model(runtime, scored[0].result)
     response: dict[str, Any] = {
         "model_name": runtime.name,
-        "model_version": str(runtime.policy.primary.version),
+        "model_version": str(answered_by or runtime.policy.primary.version),
         "outputs": outputs,
     }
+    fallback = scored[0].result.fallback
+    if fallback is not None:  # answered by the endpoint's fallback, and why
+        response["parameters"] = {"fallback": fallback}
     if request_id is not None:
         response["id"] = request_id
     return response
