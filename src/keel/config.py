@@ -109,6 +109,12 @@ class ServingSettings(BaseModel):
     breaker_open_seconds: float = Field(5.0, gt=0)
     """How long an open breaker refuses calls before probing the model again (doubled after
     each failed probe, up to a minute)."""
+    cache_url: str = "memory"
+    """Where endpoints with the cache on keep answers: "memory" (each process its own LRU) or
+    a redis:// URL (shared; bypassed while Redis is unreachable)."""
+    cache_ttl_seconds: float = Field(600.0, gt=0)
+    cache_max_entries: int = Field(100_000, ge=1)
+    """Answers the in-memory cache holds (least recently used first out)."""
     revision_poll_seconds: float = Field(2.0, gt=0)
     """How often a server checks its endpoints' live revisions (a change is loaded in the
     background and switched to once ready)."""
@@ -373,6 +379,11 @@ fsync_interval_seconds = 1.0
 segment_max_bytes = 67108864
 # Request bodies larger than this are refused with 413.
 max_request_bytes = 8388608
+# Prediction cache of endpoints with `--cache`: "memory" or a redis:// URL; answers expire
+# after cache_ttl_seconds, and a new model version never sees an old version's answers.
+cache_url = "memory"
+cache_ttl_seconds = 600.0
+cache_max_entries = 100000
 # Circuit breaker per model version: opens when breaker_error_rate of the calls of the last
 # breaker_window_seconds failed (with at least breaker_min_requests calls); probes the model
 # again after breaker_open_seconds. While open, the endpoint's fallback answers.

@@ -47,6 +47,14 @@ Features = Annotated[
 ]
 
 
+Cache = Annotated[
+    bool | None,
+    typer.Option(
+        "--cache/--no-cache",
+        help="Answer records the model version already answered from the prediction cache.",
+        show_default=False,
+    ),
+]
 FallbackModel = Annotated[
     str | None,
     typer.Option(
@@ -92,13 +100,14 @@ def create(
     max_batch_wait_ms: MaxBatchWait = None,
     timeout_ms: TimeoutMs = None,
     features: Features = None,
+    cache: Cache = None,
     fallback_model: FallbackModel = None,
     fallback_value: FallbackValue = None,
     reason: Reason = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Create endpoint NAME serving a model version (its revision 1)."""
-    options = _options(max_batch_size, max_batch_wait_ms, timeout_ms, features)
+    options = _options(max_batch_size, max_batch_wait_ms, timeout_ms, features, cache)
     fallback = _fallback_option(fallback_model, fallback_value)
     revision = open_workspace(ctx).deployments.create_endpoint(
         name,
@@ -138,6 +147,7 @@ def set_endpoint(
         bool, typer.Option("--no-timeout", help="Remove the prediction time bound.")
     ] = False,
     features: Features = None,
+    cache: Cache = None,
     fallback_model: FallbackModel = None,
     fallback_value: FallbackValue = None,
     no_fallback: Annotated[
@@ -149,7 +159,7 @@ def set_endpoint(
     """Change an endpoint: a new revision, unless nothing changes."""
     if no_timeout and timeout_ms is not None:
         raise typer.BadParameter("cannot be used with --timeout-ms", param_hint="--no-timeout")
-    options = _options(max_batch_size, max_batch_wait_ms, timeout_ms, features)
+    options = _options(max_batch_size, max_batch_wait_ms, timeout_ms, features, cache)
     if no_timeout:
         options["timeout_ms"] = None
     fallback = _fallback_option(fallback_model, fallback_value)
@@ -264,6 +274,7 @@ def _options(
     max_batch_wait_ms: float | None,
     timeout_ms: int | None,
     features: bool | None,
+    cache: bool | None,
 ) -> dict[str, Any]:
     """The serving options given on the command line (those left out keep their value)."""
     given = {
@@ -271,6 +282,7 @@ def _options(
         "max_batch_wait_ms": max_batch_wait_ms,
         "timeout_ms": timeout_ms,
         "features": features,
+        "cache": cache,
     }
     return {key: value for key, value in given.items() if value is not None}
 
@@ -298,6 +310,8 @@ def _options_summary(policy: TrafficPolicy) -> str:
         parts.append(f"timeout {policy.timeout_ms} ms")
     if policy.features:
         parts.append("features")
+    if policy.cache:
+        parts.append("cache")
     return ", ".join(parts)
 
 

@@ -34,6 +34,7 @@ from typing import Any
 import orjson
 
 from keel.serving import _native, _openapi, _v2
+from keel.serving._cache import PredictionCache
 from keel.serving._dataplane import Dataplane, Problem
 from keel.serving._live import RevisionWatcher
 from keel.serving._metrics import CONTENT_TYPE
@@ -96,8 +97,10 @@ class ServingApp:
         compactor: Compactor | None = None,
         compaction_interval_seconds: float = 30.0,
         watcher: RevisionWatcher | None = None,
+        open_cache: Callable[[], PredictionCache] | None = None,
     ) -> None:
         self.dataplane = dataplane
+        self._open_cache = open_cache
         self.watcher = watcher
         if watcher is not None:
             watcher.on_switch = self._switched
@@ -145,6 +148,9 @@ class ServingApp:
             self.compactor.start(self.compaction_interval_seconds)
         if self.watcher is not None:
             self.watcher.start()
+        if self._open_cache is not None:
+            # Opened here, on the serving loop: Redis's asyncio connections belong to it.
+            self.dataplane.cache = self._open_cache()
         self.metrics.start()  # a worker of several publishes its sampled values from now on
 
     def _switched(self, runtime: EndpointRuntime) -> None:
@@ -164,6 +170,8 @@ class ServingApp:
         self._closed = True
         if self.watcher is not None:
             await self.watcher.stop()  # closes the runtimes kept for rollback
+        if self.dataplane.cache is not None:
+            await self.dataplane.cache.close()
         for runtime in self.dataplane.runtimes.values():
             await runtime.aclose()
         self.dataplane.log.close()

@@ -18,6 +18,7 @@ from typing import Any
 
 from keel.errors import EndpointNotFound, FeatureStoreError
 from keel.serving._batching import BatcherClosed, Overloaded
+from keel.serving._cache import CachedAnswer, CacheKeys, PredictionCache
 from keel.serving._features import MissingFeatures, OnDemandFailed
 from keel.serving._metrics import ServingMetrics
 from keel.serving._policy import DefaultPrediction
@@ -89,6 +90,8 @@ class Dataplane:
         self.runtimes = dict(runtimes)
         self.log = log
         self.metrics = metrics
+        self.cache: PredictionCache | None = None
+        """The prediction cache of endpoints with ``cache`` on (opened by the app on its loop)."""
 
     def runtime(self, name: str) -> EndpointRuntime:
         runtime = self.runtimes.get(name)
@@ -124,7 +127,11 @@ class Dataplane:
                 ],
             )
         started = time.perf_counter()
-        results = await self._run(runtime, records)
+        hits: list[bool] | None = None
+        if runtime.policy.cache and self.cache is not None and runtime.cache_keys is not None:
+            results, hits = await self._cached(runtime, records, self.cache, runtime.cache_keys)
+        else:
+            results = await self._run(runtime, records)
         latency_ms = (time.perf_counter() - started) * 1000
         ids = new_prediction_ids(len(records))
         model, version = answering_model(runtime, results[0])
@@ -141,11 +148,44 @@ class Dataplane:
                     latency_ms=latency_ms,
                     revision=runtime.revision,
                     fallback=result.fallback,
+                    cache_hit=None if hits is None else hits[row],
                 )
-                for prediction_id, record, result in zip(ids, records, results, strict=True)
+                for row, (prediction_id, record, result) in enumerate(
+                    zip(ids, records, results, strict=True)
+                )
             ]
         )
         return [Scored(i, r) for i, r in zip(ids, results, strict=True)]
+
+    async def _cached(
+        self,
+        runtime: EndpointRuntime,
+        records: list[Record],
+        cache: PredictionCache,
+        keys_of: CacheKeys,
+    ) -> tuple[list[RowResult], list[bool]]:
+        """Answers from the cache (one lookup for the request), the model for the misses;
+        the model's answers are stored (never a fallback's). Returns the rows' hit flags."""
+        keys = keys_of.keys(records)
+        found = await cache.get_many(keys)
+        hits = [answer is not None for answer in found]
+        self.metrics.cache_lookups(runtime.name, hits)
+        results: list[RowResult | None] = [
+            None if a is None else RowResult(a.prediction, a.probabilities, a.inputs) for a in found
+        ]
+        misses = [row for row, hit in enumerate(hits) if not hit]
+        if misses:
+            fresh = await self._run(runtime, [records[row] for row in misses])
+            for row, result in zip(misses, fresh, strict=True):
+                results[row] = result
+            if fresh[0].fallback is None:
+                await cache.set_many(
+                    [
+                        (keys[row], CachedAnswer(r.prediction, r.probabilities, r.inputs))
+                        for row, r in zip(misses, fresh, strict=True)
+                    ]
+                )
+        return [r for r in results if r is not None], hits
 
     async def _run(self, runtime: EndpointRuntime, records: list[Record]) -> list[RowResult]:
         """The primary's answers, or the fallback's when the primary raises, times out or its
@@ -279,5 +319,6 @@ class Dataplane:
             "ready": ready,
             "endpoints": endpoints,
             "prediction_log": self.log.status(),
+            "cache": None if self.cache is None else self.cache.status(),
             "compaction": None if compactor is None else compactor.status(),
         }

@@ -283,6 +283,12 @@ class ServingMetrics:
             ["endpoint", "reason"],
             registry=owner,
         )
+        self._cache_lookups = Counter(
+            "keel_cache_lookups",
+            "Rows looked up in the prediction cache, by endpoint and result (hit, miss).",
+            ["endpoint", "result"],
+            registry=owner,
+        )
         self._breaker_state = Gauge(
             "keel_breaker_state",
             "1 for the state each endpoint's circuit breaker is in (closed, open, half_open), "
@@ -381,6 +387,16 @@ class ServingMetrics:
         if child is None:
             child = self._children[key] = self._fallbacks.labels(endpoint, reason)
         child.inc()
+
+    def cache_lookups(self, endpoint: str, hits: list[bool]) -> None:
+        found = sum(hits)
+        for result, count in (("hit", found), ("miss", len(hits) - found)):
+            if count:
+                key = ("c", endpoint, result)
+                child = self._children.get(key)
+                if child is None:
+                    child = self._children[key] = self._cache_lookups.labels(endpoint, result)
+                child.inc(count)
 
     def breaker_observer(self, endpoint: str) -> Callable[[Transition], None]:
         """The ``on_transition`` of ``endpoint``'s breakers: the state gauge and the count."""

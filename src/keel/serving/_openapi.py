@@ -549,6 +549,10 @@ _READINESS = _closed(
         "properties": {"degraded": {"type": "boolean"}, "reason": {"type": ["string", "null"]}},
     },
     compaction={"type": ["object", "null"], "description": "the background compactor's"},
+    cache={
+        "type": ["object", "null"],
+        "description": "the prediction cache: backend, reachable, hits, misses, bypassed",
+    },
     revisions={
         "type": "object",
         "description": "per endpoint: the revision served, those kept for an instant rollback, "

@@ -16,7 +16,7 @@ from typing import Any
 
 from keel.errors import InvalidPolicy
 
-OPTIONS = ("features", "max_batch_size", "max_batch_wait_ms", "timeout_ms")
+OPTIONS = ("cache", "features", "max_batch_size", "max_batch_wait_ms", "timeout_ms")
 """The per-endpoint serving options ``create_endpoint`` and ``set`` accept as keywords."""
 
 
@@ -74,7 +74,8 @@ class TrafficPolicy:
     routing belongs to a later serving layer, the shape is here so revisions can carry them.
     Batching groups concurrent requests up to ``max_batch_size`` rows or ``max_batch_wait_ms``
     (0 turns it off); ``timeout_ms`` bounds a prediction (None: no bound); ``features`` lets
-    requests carry only entity keys, the rest being looked up in the feature store.
+    requests carry only entity keys, the rest being looked up in the feature store; ``cache``
+    answers a record the same model version has already answered from the prediction cache.
     """
 
     primary: PinnedModel
@@ -85,6 +86,7 @@ class TrafficPolicy:
     max_batch_wait_ms: float = 2.0
     timeout_ms: int | None = None
     features: bool = False
+    cache: bool = False
 
     def __post_init__(self) -> None:
         # Sequences are accepted and frozen into tuples, so equal policies compare equal.
@@ -142,6 +144,14 @@ class TrafficPolicy:
             )
         if not isinstance(self.features, bool):
             raise InvalidPolicy("features", f"must be true or false, not {self.features!r}")
+        if not isinstance(self.cache, bool):
+            raise InvalidPolicy("cache", f"must be true or false, not {self.cache!r}")
+        if self.cache and self.features:
+            raise InvalidPolicy(
+                "cache",
+                "cannot be on with features: a request carries only entity keys, while the "
+                "features looked up for them change, so a cached answer would go stale",
+            )
 
     def with_options(self, **options: Any) -> TrafficPolicy:
         """A copy with serving options changed (see :data:`OPTIONS`); unknown names refused."""
@@ -173,6 +183,7 @@ class TrafficPolicy:
             "max_batch_wait_ms": self.max_batch_wait_ms,
             "timeout_ms": self.timeout_ms,
             "features": self.features,
+            "cache": self.cache,
         }
 
     @classmethod

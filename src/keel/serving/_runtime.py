@@ -35,6 +35,7 @@ from keel.data._record import RecordProblem
 from keel.errors import FeatureStoreError, ServingError
 from keel.serving._batching import BatcherStats, BatchRecord, MicroBatcher
 from keel.serving._breaker import CircuitBreaker, Transition
+from keel.serving._cache import CacheKeys
 from keel.serving._features import FeatureSetupError, FeatureStep, OnDemandFailed
 from keel.serving._policy import DefaultPrediction, PinnedModel
 
@@ -130,6 +131,8 @@ class EndpointRuntime:
         model version, the policy's default prediction, or None."""
         self.fallback_error: str | None = None
         """Why the fallback model could not be loaded (the primary serves regardless)."""
+        self.cache_keys: CacheKeys | None = None
+        """The prediction-cache keys of the loaded version's records (set at load)."""
         self.feature_step: FeatureStep | None = None
         """Set at load on a features endpoint: what requests carry, and the lookup."""
         self.model_version: ModelVersion | None = None
@@ -204,6 +207,7 @@ class EndpointRuntime:
         if labels is not None:
             self._labels = [_plain(label) for label in labels]
             self._label_keys = [str(label) for label in self._labels]
+        self.cache_keys = CacheKeys(primary.name, primary.version, self._names)
         self.breaker = CircuitBreaker(
             f"{self.name}/{primary.name}/{primary.version}",
             **self._breaker_options,

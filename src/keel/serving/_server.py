@@ -48,6 +48,7 @@ import orjson
 
 from keel.errors import ServingError
 from keel.serving._app import ServingApp
+from keel.serving._cache import open_cache
 from keel.serving._dataplane import Dataplane
 from keel.serving._live import RevisionWatcher
 from keel.serving._metrics import ServingMetrics
@@ -131,6 +132,12 @@ def serving_app(
         max_request_bytes=settings.serving.max_request_bytes,
         compactor=compactor,
         watcher=watcher,
+        open_cache=functools.partial(
+            open_cache,
+            serving.cache_url,
+            ttl_seconds=serving.cache_ttl_seconds,
+            max_entries=serving.cache_max_entries,
+        ),
     )
 
 
