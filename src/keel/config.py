@@ -109,6 +109,11 @@ class ServingSettings(BaseModel):
     breaker_open_seconds: float = Field(5.0, gt=0)
     """How long an open breaker refuses calls before probing the model again (doubled after
     each failed probe, up to a minute)."""
+    auth: Literal["auto", "on", "off"] = "auto"
+    """Whether requests need an API key (`keel keys create`): "auto" is on unless the server
+    listens on a loopback address only."""
+    ratelimit_url: str | None = None
+    """Redis URL shared by every worker's per-key rate limits; none: each process its own."""
     cache_url: str = "memory"
     """Where endpoints with the cache on keep answers: "memory" (each process its own LRU) or
     a redis:// URL (shared; bypassed while Redis is unreachable)."""
@@ -379,6 +384,10 @@ fsync_interval_seconds = 1.0
 segment_max_bytes = 67108864
 # Request bodies larger than this are refused with 413.
 max_request_bytes = 8388608
+# API keys: "auto" (required unless listening on loopback only), "on" or "off". Per-key rate
+# limits are shared by the workers through Redis when ratelimit_url names one.
+auth = "auto"
+# ratelimit_url = "redis://127.0.0.1:6379/0"
 # Prediction cache of endpoints with `--cache`: "memory" or a redis:// URL; answers expire
 # after cache_ttl_seconds, and a new model version never sees an old version's answers.
 cache_url = "memory"

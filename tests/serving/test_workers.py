@@ -286,7 +286,12 @@ def test_a_worker_that_cannot_build_its_app_stops_with_startup_failure(
 ) -> None:
     run_dir = tmp_path / "run"
     (run_dir / "metrics").mkdir(parents=True)
-    spec = {"settings": settings.model_dump(mode="json"), "endpoints": ["gone"], "max_queue": 8}
+    spec = {
+        "settings": settings.model_dump(mode="json"),
+        "endpoints": ["gone"],
+        "max_queue": 8,
+        "auth": False,
+    }
     (run_dir / "worker.json").write_text(json.dumps(spec))
     monkeypatch.setenv(MULTIPROC_ENV, str(run_dir / "metrics"))
 

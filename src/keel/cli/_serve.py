@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
 import typer
 
 from keel.cli._context import open_workspace
 from keel.errors import ServingError
+
+logger = logging.getLogger(__name__)
 
 
 def serve(
@@ -43,6 +46,7 @@ def serve(
 
     With several workers, the processes share the port; SIGTERM or Ctrl-C stops them all.
     """
+    from keel.serving._auth import auth_needed
     from keel.serving._server import run_server, run_workers, served_endpoints, serving_app
 
     workspace = open_workspace(ctx)
@@ -56,7 +60,12 @@ def serve(
     names = [item.name for item in chosen]
     host = host if host is not None else serving.host
     port = port if port is not None else serving.port
+    auth = auth_needed(serving.auth, host)
+    if not auth and serving.auth == "off" and auth_needed("auto", host):
+        logger.warning("API keys are off ([serving] auth) on %s, reachable from elsewhere", host)
     if count == 1:
-        run_server(serving_app(workspace, endpoints=names), host=host, port=port)
+        run_server(serving_app(workspace, endpoints=names, auth=auth), host=host, port=port)
     else:
-        run_workers(workspace.settings, endpoints=names, workers=count, host=host, port=port)
+        run_workers(
+            workspace.settings, endpoints=names, workers=count, host=host, port=port, auth=auth
+        )

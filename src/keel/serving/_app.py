@@ -34,6 +34,7 @@ from typing import Any
 import orjson
 
 from keel.serving import _native, _openapi, _v2
+from keel.serving._auth import Guard
 from keel.serving._cache import PredictionCache
 from keel.serving._dataplane import Dataplane, Problem
 from keel.serving._live import RevisionWatcher
@@ -98,8 +99,11 @@ class ServingApp:
         compaction_interval_seconds: float = 30.0,
         watcher: RevisionWatcher | None = None,
         open_cache: Callable[[], PredictionCache] | None = None,
+        guard: Guard | None = None,
     ) -> None:
         self.dataplane = dataplane
+        self.guard = guard
+        """Checks API keys, scopes and rate limits; None when auth is off."""
         self._open_cache = open_cache
         self.watcher = watcher
         if watcher is not None:
@@ -172,6 +176,8 @@ class ServingApp:
             await self.watcher.stop()  # closes the runtimes kept for rollback
         if self.dataplane.cache is not None:
             await self.dataplane.cache.close()
+        if self.guard is not None:
+            self.guard.close()
         for runtime in self.dataplane.runtimes.values():
             await runtime.aclose()
         self.dataplane.log.close()
@@ -218,6 +224,9 @@ class ServingApp:
         try:
             try:
                 handler, params = self._route(scope["path"], scope["method"])
+                needed = _SCOPES.get(handler)
+                if self.guard is not None and needed is not None:  # before reading the body
+                    await self.guard.check(scope["headers"], needed)
                 body = await self._body(scope, receive)
                 request = _Request(params, body)
                 status, payload, content_type = await handler(self, request)
@@ -226,6 +235,7 @@ class ServingApp:
                 metrics.error(request.endpoint if request else "", problem.code)
                 if isinstance(problem, _NotAllowed):
                     allow.append((b"allow", problem.allow.encode()))
+                allow += problem.headers
             except Exception as error:  # a bug: answer, log, and keep the worker serving
                 logger.exception("unexpected error on %s %s", scope["method"], scope["path"])
                 body_ = {"error": f"internal error: {type(error).__name__}", "code": "internal"}
@@ -438,3 +448,12 @@ ROUTES: dict[tuple[str, ...], dict[str, Handler]] = {
 }
 """Path segments (``*`` for the endpoint name and version) -> method -> handler; a constant
 table of functions, built once at import without side effects."""
+
+_SCOPES: dict[Handler, str] = {
+    _predict: "predict",
+    _v2_infer: "predict",
+    _v2_metadata: "predict",
+    _v2_model_ready: "predict",
+    _feedback: "feedback",
+}
+"""The API-key scope each endpoint route needs when auth is on; the others stay open."""

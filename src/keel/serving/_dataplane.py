@@ -43,12 +43,16 @@ class Problem(Exception):
         code: str,
         message: str,
         problems: list[dict[str, Any]] | None = None,
+        *,
+        headers: list[tuple[bytes, bytes]] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.problems = problems
+        self.headers = headers or []
+        """Response headers the answer needs (``Retry-After``, ``WWW-Authenticate``...)."""
 
     def body(self) -> dict[str, Any]:
         body: dict[str, Any] = {"error": self.message, "code": self.code}

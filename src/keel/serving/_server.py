@@ -48,11 +48,13 @@ import orjson
 
 from keel.errors import ServingError
 from keel.serving._app import ServingApp
+from keel.serving._auth import Guard
 from keel.serving._cache import open_cache
 from keel.serving._dataplane import Dataplane
 from keel.serving._live import RevisionWatcher
 from keel.serving._metrics import ServingMetrics
 from keel.serving._predlog import Compactor, PredictionLog
+from keel.serving._ratelimit import MemoryLimiter, RateLimiter, RedisLimiter
 from keel.serving._runtime import EndpointRuntime
 
 if TYPE_CHECKING:
@@ -84,12 +86,14 @@ def serving_app(
     log: PredictionLog | None = None,
     max_queue: int = 1024,
     metrics_dir: str | Path | None = None,
+    auth: bool = False,
 ) -> ServingApp:
     """The ASGI app serving ``endpoints`` (default: all of them) of ``workspace``.
 
     Raises :class:`~keel.errors.EndpointNotFound` for a name the metadata store does not know.
     ``log`` replaces the prediction log the settings describe (tests use it to inject failures).
     ``metrics_dir`` puts the metrics in multiprocess mode (a worker of :func:`run_workers`).
+    ``auth`` requires API keys (see :func:`keel.serving._auth.auth_needed`).
     """
     chosen = served_endpoints(workspace, endpoints)
     settings = workspace.settings
@@ -132,6 +136,7 @@ def serving_app(
         max_request_bytes=settings.serving.max_request_bytes,
         compactor=compactor,
         watcher=watcher,
+        guard=_guard(workspace) if auth else None,
         open_cache=functools.partial(
             open_cache,
             serving.cache_url,
@@ -139,6 +144,12 @@ def serving_app(
             max_entries=serving.cache_max_entries,
         ),
     )
+
+
+def _guard(workspace: Workspace) -> Guard:
+    url = workspace.settings.serving.ratelimit_url
+    limiter: RateLimiter = MemoryLimiter() if url is None else RedisLimiter(url)
+    return Guard(workspace.keys, limiter)
 
 
 def _queued(dataplane: Dataplane, endpoint: str) -> int:
@@ -217,6 +228,7 @@ def worker_app() -> ServingApp:
             endpoints=spec["endpoints"],
             max_queue=spec["max_queue"],
             metrics_dir=metrics_dir,
+            auth=spec["auth"],
         )
     except Exception as error:
         workspace.close()
@@ -244,6 +256,7 @@ def run_workers(
     workers: int,
     max_queue: int = 1024,
     log_level: str = "info",
+    auth: bool = False,
 ) -> None:
     """Serve ``endpoints`` from ``workers`` processes sharing one socket, until SIGINT or
     SIGTERM stops them all (each finishes its requests in flight and closes its log).
@@ -265,6 +278,7 @@ def run_workers(
         "settings": settings.model_dump(mode="json"),
         "endpoints": list(endpoints),
         "max_queue": max_queue,
+        "auth": auth,
     }
     (run_dir / _WORKER_FILE).write_bytes(orjson.dumps(spec))
     previous = os.environ.get(MULTIPROC_ENV)

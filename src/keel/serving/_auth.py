@@ -1,0 +1,120 @@
+"""API keys and rate limits on the request path.
+
+    guard = Guard(workspace.keys, MemoryLimiter())
+    key = await guard.check(scope["headers"], "predict")   # raises Problem 401 / 403 / 429
+
+A request names its key with ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``. The key
+is checked against the :class:`~keel.serving._keys.KeyStore` (from memory when it was verified
+in the last seconds, else in a thread: the store is a database), then its scope, then its rate
+limit (token bucket per key; through Redis when ``[serving] ratelimit_url`` names one, so every
+worker process draws on one budget). The answers a client can act on:
+
+- 401 ``unauthenticated`` (no key) or ``invalid_api_key`` (unknown, revoked, expired: one
+  message, the reason is logged), with ``WWW-Authenticate: Bearer``;
+- 403 ``missing_scope``;
+- 429 ``rate_limited`` with ``Retry-After`` (whole seconds).
+
+Which routes need which scope is the router's business (``_app``); health, readiness, metrics
+and the API documents stay open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from keel.errors import InvalidApiKey, MetadataStoreError
+from keel.serving._dataplane import Problem
+from keel.serving._ratelimit import MemoryLimiter, RateLimiter
+
+if TYPE_CHECKING:
+    from keel.serving._keys import KeyRecord, KeyStore
+
+_CHALLENGE = [(b"www-authenticate", b'Bearer realm="keel"')]
+
+
+class Guard:
+    """Authenticates, authorizes and rate-limits requests; see the module doc."""
+
+    def __init__(self, keys: KeyStore, limiter: RateLimiter) -> None:
+        self.keys = keys
+        self.limiter = limiter
+        # The in-process limiter answers in microseconds; Redis's is a network round trip.
+        self._limit_in_thread = not isinstance(limiter, MemoryLimiter)
+
+    async def check(self, headers: Iterable[tuple[bytes, bytes]], scope: str) -> KeyRecord:
+        """The key of a request allowed to use ``scope`` now; a :class:`Problem` otherwise."""
+        secret = _secret(headers)
+        if secret is None:
+            raise Problem(
+                401,
+                "unauthenticated",
+                "this server needs an API key: send 'Authorization: Bearer <key>' or "
+                "'X-API-Key: <key>' (keys come from `keel keys create`)",
+                headers=_CHALLENGE,
+            )
+        key = self.keys.cached(secret)
+        if key is None:
+            try:
+                key = await asyncio.to_thread(self.keys.authenticate, secret)
+            except InvalidApiKey:
+                raise Problem(
+                    401, "invalid_api_key", "invalid API key", headers=_CHALLENGE
+                ) from None
+            except MetadataStoreError as error:
+                raise Problem(
+                    503, "keys_unavailable", f"API keys cannot be checked now: {error}"
+                ) from None
+        if not key.allows(scope):
+            raise Problem(
+                403,
+                "missing_scope",
+                f"the API key '{key.name}' lacks the '{scope}' scope "
+                f"(it has: {', '.join(sorted(key.scopes)) or 'none'})",
+            )
+        rate, burst = key.rate_per_second, key.burst
+        if rate is not None and burst is not None:
+            if self._limit_in_thread:
+                decision = await asyncio.to_thread(self.limiter.take, key.id, rate, burst)
+            else:
+                decision = self.limiter.take(key.id, rate, burst)
+            if not decision.allowed:
+                raise Problem(
+                    429,
+                    "rate_limited",
+                    f"the API key '{key.name}' is over its rate limit of "
+                    f"{rate:g}/s (burst {burst}): retry in "
+                    f"{decision.retry_after_seconds:.2f} s",
+                    headers=[(b"retry-after", decision.retry_after_header.encode())],
+                )
+        return key
+
+    def close(self) -> None:
+        self.limiter.close()
+
+
+def _secret(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
+    for name, value in headers:
+        lowered = name.lower()
+        if lowered == b"authorization":
+            scheme, _, token = value.decode("latin-1").strip().partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                return token.strip()
+        elif lowered == b"x-api-key" and value.strip():
+            return value.decode("latin-1").strip()
+    return None
+
+
+def auth_needed(setting: str, host: str) -> bool:
+    """Whether requests need keys: ``on``, ``off``, or ``auto`` (on unless ``host`` is a
+    loopback address, so a server reachable from other machines is never open by default)."""
+    if setting != "auto":
+        return setting == "on"
+    if host == "localhost":
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name other than localhost: reachable from elsewhere
+        return True
