@@ -66,7 +66,9 @@ def thin(model: str, pickle_path: Path, workdir: Path) -> tuple[list[str], str]:
     return [*command, "--port", "{port}"], "/"
 
 
-def keel(model: str, pickle_path: Path, workdir: Path) -> tuple[list[str], str]:
+def keel(
+    model: str, pickle_path: Path, workdir: Path, *, cache: bool = False
+) -> tuple[list[str], str]:
     """``keel serve`` with everything on: signature validation, metrics, the prediction log
     (fsync "interval"), the deployment lookup. LogisticRegression is served without batching,
     HistGradientBoosting with micro-batching (max batch 32), as the issue's targets ask."""
@@ -74,7 +76,7 @@ def keel(model: str, pickle_path: Path, workdir: Path) -> tuple[list[str], str]:
 
     from keel import Settings, Workspace
 
-    project = workdir / f"keel-{model}"
+    project = workdir / f"keel-{model}{'-cache' if cache else ''}"
     project.mkdir(exist_ok=True)
     (project / "keel.toml").write_text("[tracking]\ncapture_packages = false\n")
     fitted = fit(model, feature_names=True)
@@ -87,6 +89,7 @@ def keel(model: str, pickle_path: Path, workdir: Path) -> tuple[list[str], str]:
             "bench",
             version.uri,
             max_batch_wait_ms=2.0 if batching else 0.0,
+            cache=cache,
             **batching,
         )
     keel_command = str(Path(sys.executable).with_name("keel"))
@@ -96,7 +99,13 @@ def keel(model: str, pickle_path: Path, workdir: Path) -> tuple[list[str], str]:
     )
 
 
-SERVERS: dict[str, Server] = {"thin": thin, "keel": keel}
+def keel_cache_hits(model: str, pickle_path: Path, workdir: Path) -> tuple[list[str], str]:
+    """keel with the endpoint's prediction cache on (in memory): wrk posts one fixed record,
+    so every request after the first is a cache hit: the hit path's throughput."""
+    return keel(model, pickle_path, workdir, cache=True)
+
+
+SERVERS: dict[str, Server] = {"thin": thin, "keel": keel, "keel-cache": keel_cache_hits}
 
 
 def measure(
@@ -232,7 +241,7 @@ def main() -> None:
         f"-d{args.duration}s --latency -s bench/wrk_post.lua (after {args.warmup} s warm-up)"
     )
     body = request_body()
-    print(f"{'server':<8}{'model':<24}{'conns':>6}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}")
+    print(f"{'server':<11}{'model':<24}{'conns':>6}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}")
     results: dict[tuple[str, str, int], list[Result]] = {}
     with tempfile.TemporaryDirectory(prefix="keel-bench-serving-") as tmp:
         workdir = Path(tmp)
@@ -255,7 +264,7 @@ def main() -> None:
                         results.setdefault((server, model, connections), []).append(result)
                         errors = f"  ({result.errors} errors)" if result.errors else ""
                         print(
-                            f"{server:<8}{model:<24}{connections:>6}"
+                            f"{server:<11}{model:<24}{connections:>6}"
                             f"{result.requests_per_second:>10,.0f}"
                             f"{result.p50_ms:>9.2f}{result.p99_ms:>9.2f}{errors}",
                             flush=True,

@@ -9,6 +9,10 @@ keel with one piece removed (the log append, validation, metrics, or the model r
 constant answer); and the model call alone. Variants are interleaved over ``--rounds`` rounds
 and the medians printed, in µs per request: the difference between "keel" and a variant is
 what that piece costs inside the request path (which can exceed its cost measured alone).
+
+Issue 6's pieces are measured the same way: keel with API keys on (the key checked and
+rate-limited on every request), and an endpoint with the prediction cache on, answering every
+request from it (the hit path). The circuit breaker is always on.
 """
 
 from __future__ import annotations
@@ -32,13 +36,15 @@ from thin_server import make_app
 App = Callable[[MutableMapping[str, Any], Any, Any], Awaitable[None]]
 
 
-async def per_request(app: App, path: str, body: bytes, calls: int) -> float:
+async def per_request(
+    app: App, path: str, body: bytes, calls: int, headers: list[tuple[bytes, bytes]] | None = None
+) -> float:
     """µs per request of ``calls`` sequential requests posting ``body`` to ``path``."""
     scope = {
         "type": "http",
         "method": "POST",
         "path": path,
-        "headers": [(b"content-type", b"application/json")],
+        "headers": [(b"content-type", b"application/json"), *(headers or [])],
         "query_string": b"",
     }
     message = {"type": "http.request", "body": body, "more_body": False}
@@ -72,13 +78,27 @@ async def measure(model: str, calls: int, rounds: int) -> dict[str, list[float]]
     work = Path(tempfile.mkdtemp(prefix="keel-bench-inprocess-"))
     command, path = keel(model, work / "unused", work)
     project = command[command.index("--dir") + 1]
-    app = serving_app(Workspace(Settings.load(project)))
+    workspace = Workspace(Settings.load(project))
+    served = workspace.deployments.get("bench").policy
+    workspace.deployments.create_endpoint(
+        "bench-cached",
+        served.primary.pinned_uri,
+        max_batch_size=served.max_batch_size,
+        max_batch_wait_ms=served.max_batch_wait_ms,
+        cache=True,
+    )
+    _, secret = workspace.keys.create("bench", ["predict"], rate_per_second=1e9, burst=10**9)
+    key = [(b"authorization", f"Bearer {secret}".encode())]
+    app = serving_app(workspace, endpoints=["bench", "bench-cached"])
     await app.startup()
+    auth_app = serving_app(workspace, endpoints=["bench"], auth=True)
+    await auth_app.startup()
+    cached_path = path.replace("/bench/", "/bench-cached/")
     thin = make_app(fit(model))
     body = request_body()
     record = orjson.loads(body)["inputs"]
     dataplane = app.dataplane
-    [runtime] = dataplane.runtimes.values()
+    runtime = dataplane.runtimes["bench"]
     batcher = runtime._batcher  # the bench reaches inside to replace single pieces
     assert batcher is not None
     constant = runtime._run_batch([[record]])
@@ -111,7 +131,10 @@ async def measure(model: str, calls: int, rounds: int) -> dict[str, list[float]]
         "keel without metrics": without_metrics,
         "keel with a constant model": constant_model,
     }
-    results: dict[str, list[float]] = {name: [] for name in ["thin", *variants, "model alone"]}
+    extra = ["keel with API keys on", "keel, cache hit"]
+    results: dict[str, list[float]] = {
+        name: [] for name in ["thin", *variants, *extra, "model alone"]
+    }
     for _ in range(rounds):
         results["thin"].append(await per_request(thin, "/", body, calls))
         for name, change in variants.items():
@@ -119,10 +142,13 @@ async def measure(model: str, calls: int, rounds: int) -> dict[str, list[float]]
             change()
             results[name].append(await per_request(app, path, body, calls))
             restore()
+        results["keel with API keys on"].append(await per_request(auth_app, path, body, calls, key))
+        results["keel, cache hit"].append(await per_request(app, cached_path, body, calls))
         started = time.perf_counter()
         for _ in range(calls):
             runtime._run_batch([[record]])
         results["model alone"].append((time.perf_counter() - started) / calls * 1e6)
+    await auth_app.shutdown()
     await app.shutdown()
     return results
 
