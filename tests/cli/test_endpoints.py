@@ -249,3 +249,21 @@ def test_a_fallback_value_that_is_not_json_is_refused(keel: Keel, endpoint: str)
     assert result.exit_code == 2
     assert "--fallback-value" in result.stderr
     assert "not a JSON value" in result.stderr
+
+
+def test_arms_are_set_from_uri_weight_pairs_and_removed(keel: Keel, endpoint: str) -> None:
+    split = keel.json(
+        "endpoints", "set", endpoint, "--arm", "models:/churn/1=90", "--arm", "models:/churn/2=10"
+    )
+    removed = keel.json("endpoints", "set", endpoint, "--no-arms")
+
+    arms = split["policy"]["arms"]
+    assert [(a["model"]["version"], a["weight"]) for a in arms] == [(1, 90.0), (2, 10.0)]
+    assert removed["policy"]["arms"] == []
+
+
+def test_an_arm_that_is_not_uri_weight_is_refused(keel: Keel, endpoint: str) -> None:
+    result = keel("endpoints", "set", endpoint, "--arm", "models:/churn/1")
+
+    assert result.exit_code == 2
+    assert "URI=WEIGHT" in result.stderr

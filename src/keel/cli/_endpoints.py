@@ -55,6 +55,16 @@ Cache = Annotated[
         show_default=False,
     ),
 ]
+Arms = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--arm",
+        metavar="URI=WEIGHT",
+        help="Split traffic: this model version gets WEIGHT / (sum of weights) of the requests, "
+        "the same X-Keel-Routing-Key always the same arm (repeat for each arm).",
+        show_default=False,
+    ),
+]
 FallbackModel = Annotated[
     str | None,
     typer.Option(
@@ -101,6 +111,7 @@ def create(
     timeout_ms: TimeoutMs = None,
     features: Features = None,
     cache: Cache = None,
+    arm: Arms = None,
     fallback_model: FallbackModel = None,
     fallback_value: FallbackValue = None,
     reason: Reason = None,
@@ -115,6 +126,7 @@ def create(
         description=description,
         reason=reason,
         fallback=None if fallback is _KEEP else fallback,
+        arms=_arms_option(arm or []),
         **options,
     )
     _report(ctx, revision, as_json, "created")
@@ -148,10 +160,14 @@ def set_endpoint(
     ] = False,
     features: Features = None,
     cache: Cache = None,
+    arm: Arms = None,
     fallback_model: FallbackModel = None,
     fallback_value: FallbackValue = None,
     no_fallback: Annotated[
         bool, typer.Option("--no-fallback", help="Remove the endpoint's fallback.")
+    ] = False,
+    no_arms: Annotated[
+        bool, typer.Option("--no-arms", help="Stop splitting traffic: the primary answers.")
     ] = False,
     reason: Reason = None,
     as_json: JsonFlag = False,
@@ -172,6 +188,10 @@ def set_endpoint(
         fallback = None
     if fallback is not _KEEP:
         options["fallback"] = fallback
+    if arm and no_arms:
+        raise typer.BadParameter("cannot be used with --arm", param_hint="--no-arms")
+    if arm or no_arms:
+        options["arms"] = _arms_option(arm or [])
     deployments = open_workspace(ctx).deployments
     before = deployments.get(name).revision.number
     revision = deployments.set(name, model_uri=model, reason=reason, **options)
@@ -248,6 +268,21 @@ def rollback(
 
 
 _KEEP: Any = object()
+
+
+def _arms_option(values: list[str]) -> list[tuple[str, float]]:
+    arms: list[tuple[str, float]] = []
+    for value in values:
+        uri, sep, weight = value.rpartition("=")
+        try:
+            arms.append((uri, float(weight)))
+        except ValueError:
+            sep = ""
+        if not sep or not uri:
+            raise typer.BadParameter(
+                f"{value!r} is not URI=WEIGHT (e.g. models:/churn/4=10)", param_hint="--arm"
+            )
+    return arms
 
 
 def _fallback_option(model: str | None, value: str | None) -> Any:

@@ -40,6 +40,7 @@ from keel.serving._dataplane import Dataplane, Problem
 from keel.serving._live import RevisionWatcher
 from keel.serving._metrics import CONTENT_TYPE
 from keel.serving._predlog import Compactor
+from keel.serving._routing import routing_key
 from keel.serving._runtime import EndpointRuntime
 
 logger = logging.getLogger(__name__)
@@ -54,11 +55,14 @@ class _Request:
     """What a handler gets: the path parameters and the raw body; it names the endpoint and
     model version it served so the request is counted under them."""
 
-    __slots__ = ("api", "body", "endpoint", "params", "version")
+    __slots__ = ("api", "body", "endpoint", "headers", "params", "version")
 
-    def __init__(self, params: list[str], body: bytes) -> None:
+    def __init__(
+        self, params: list[str], body: bytes, headers: list[tuple[bytes, bytes]] | None = None
+    ) -> None:
         self.params = params
         self.body = body
+        self.headers = headers or []
         self.api = "other"
         self.endpoint = ""
         self.version = ""
@@ -228,7 +232,7 @@ class ServingApp:
                 if self.guard is not None and needed is not None:  # before reading the body
                     await self.guard.check(scope["headers"], needed)
                 body = await self._body(scope, receive)
-                request = _Request(params, body)
+                request = _Request(params, body, scope["headers"])
                 status, payload, content_type = await handler(self, request)
             except Problem as problem:
                 status, payload, content_type = problem.status, orjson.dumps(problem.body()), _JSON
@@ -352,7 +356,8 @@ async def _metrics(app: ServingApp, request: _Request) -> _Response:
 
 async def _predict(app: ServingApp, request: _Request) -> _Response:
     runtime = _runtime(app, request, "v1")
-    return _ok(await _native.predict(app.dataplane, runtime, request.json()))
+    key = routing_key(request.headers, None) if runtime.router is not None else None
+    return _ok(await _native.predict(app.dataplane, runtime, request.json(), key))
 
 
 async def _feedback(app: ServingApp, request: _Request) -> _Response:
@@ -388,7 +393,8 @@ async def _v2_infer(app: ServingApp, request: _Request) -> _Response:
     except Problem as problem:
         problem.status = 400
         raise
-    return _ok(await _v2.infer(app.dataplane, runtime, payload, _version(request)))
+    key = routing_key(request.headers, None) if runtime.router is not None else None
+    return _ok(await _v2.infer(app.dataplane, runtime, payload, _version(request), key))
 
 
 async def _openapi_json(app: ServingApp, request: _Request) -> _Response:

@@ -76,10 +76,13 @@ def answering_model(runtime: EndpointRuntime, result: RowResult) -> tuple[str, i
 
 @dataclass(frozen=True, slots=True)
 class Scored:
-    """One answered row: its prediction id and the model's result."""
+    """One answered row: its prediction id, the model's result, the model (name, version)
+    that answered and the traffic-split arm that chose it (None without arms)."""
 
     prediction_id: str
     result: RowResult
+    model: tuple[str, int | None]
+    arm: str | None = None
 
 
 class Dataplane:
@@ -103,10 +106,18 @@ class Dataplane:
             raise Problem(404, "not_found", str(EndpointNotFound(name)))
         return runtime
 
-    async def predict(self, runtime: EndpointRuntime, records: list[Record]) -> list[Scored]:
-        """Validate ``records``, predict, log every row; the rows' results with their ids."""
+    async def predict(
+        self, runtime: EndpointRuntime, records: list[Record], routing_key: str | None = None
+    ) -> list[Scored]:
+        """Validate ``records``, predict, log every row; the rows' results with their ids.
+        With weighted arms, ``routing_key`` (None: a random draw) picks the arm that answers
+        the whole request: the same key always gets the same arm."""
         if not records:
             raise Problem(422, "empty_batch", "inputs hold no records: send at least one")
+        endpoint, arm, router = runtime, None, runtime.router
+        if router is not None:
+            index = router.choose(routing_key)
+            runtime, arm = runtime.arm_runtimes[index], router.ids[index]
         try:
             problems = runtime.validate(records)
         except ModelNotReady as error:
@@ -146,11 +157,12 @@ class Dataplane:
                     endpoint=runtime.name,
                     model=model,
                     model_version=version,
+                    arm=arm,
                     inputs=record if result.inputs is None else {**record, **result.inputs},
                     prediction=result.prediction,
                     probabilities=result.probabilities,
                     latency_ms=latency_ms,
-                    revision=runtime.revision,
+                    revision=endpoint.revision,
                     fallback=result.fallback,
                     cache_hit=None if hits is None else hits[row],
                 )
@@ -159,7 +171,7 @@ class Dataplane:
                 )
             ]
         )
-        return [Scored(i, r) for i, r in zip(ids, results, strict=True)]
+        return [Scored(i, r, (model, version), arm) for i, r in zip(ids, results, strict=True)]
 
     async def _cached(
         self,

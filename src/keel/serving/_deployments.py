@@ -11,6 +11,7 @@ from __future__ import annotations
 import builtins
 import dataclasses
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +30,7 @@ from keel.errors import (
 from keel.registry import ARCHIVED, ModelRef, Registry
 from keel.registry._rows import audit, lock_model
 from keel.serving._policy import (
+    Arm,
     DefaultPrediction,
     PinnedModel,
     TrafficPolicy,
@@ -143,15 +145,19 @@ class DeploymentStore:
         description: str | None = None,
         reason: str | None = None,
         fallback: str | DefaultPrediction | None = None,
+        arms: Sequence[tuple[str, float]] = (),
         **options: Any,
     ) -> Revision:
         """Create endpoint ``name`` serving ``model_uri`` (revision 1). The URI must resolve to
         a version that is not archived; ``options`` are serving options (see :data:`OPTIONS`).
         ``fallback`` answers when the primary raises, times out or its breaker is open: a model
-        URI (pinned now) or a :class:`DefaultPrediction`."""
+        URI (pinned now) or a :class:`DefaultPrediction`. ``arms`` splits traffic by weight:
+        (model URI, weight) pairs, each URI pinned now (see :mod:`keel.serving._routing`)."""
         check_endpoint_name(name)
         policy = TrafficPolicy(
-            primary=self._pin(model_uri), fallback=self._fallback(fallback)
+            primary=self._pin(model_uri),
+            fallback=self._fallback(fallback),
+            arms=self._arms(arms),
         ).with_options(**options)
         with self._store.write() as connection:
             exists = connection.execute(
@@ -181,12 +187,14 @@ class DeploymentStore:
         model_uri: str | None = None,
         reason: str | None = None,
         fallback: str | DefaultPrediction | _Keep | None = KEEP,
+        arms: Sequence[tuple[str, float]] | _Keep = KEEP,
         **options: Any,
     ) -> Revision:
         """A new revision: the current policy with its primary re-pinned from ``model_uri``
         (when given), its ``fallback`` replaced (a model URI, a :class:`DefaultPrediction`, or
-        None to remove it; left as it is by default) and ``options`` changed. Nothing changed:
-        no revision, the current one is returned."""
+        None to remove it; left as it is by default), its ``arms`` replaced ((URI, weight)
+        pairs; () for none) and ``options`` changed. Nothing changed: no revision, the current
+        one is returned."""
         primary = self._pin(model_uri) if model_uri is not None else None
         with self._store.write() as connection:
             current = _lock_current(connection, name)
@@ -195,6 +203,8 @@ class DeploymentStore:
                 policy = dataclasses.replace(policy, primary=primary)
             if not isinstance(fallback, _Keep):
                 policy = dataclasses.replace(policy, fallback=self._fallback(fallback))
+            if not isinstance(arms, _Keep):
+                policy = dataclasses.replace(policy, arms=self._arms(arms))
             policy = policy.with_options(**options)
             if policy == current.policy:
                 return current
@@ -289,6 +299,9 @@ class DeploymentStore:
         raise InvalidPolicy(
             "fallback", f"must be a model URI or a DefaultPrediction, not {fallback!r}"
         )
+
+    def _arms(self, arms: Sequence[tuple[str, float]]) -> tuple[Arm, ...]:
+        return tuple(Arm(model=self._pin(uri), weight=weight) for uri, weight in arms)
 
     def _pin(self, uri: str) -> PinnedModel:
         ref = ModelRef.parse(uri)

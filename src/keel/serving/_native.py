@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from keel.serving._dataplane import Dataplane, Problem, answering_model
+from keel.serving._dataplane import Dataplane, Problem
 from keel.serving._predlog import FeedbackEntry
 from keel.serving._runtime import EndpointRuntime, Record
 
@@ -33,10 +33,12 @@ _FEEDBACK_KEYS = frozenset({"prediction_id", "value", "name"})
 MAX_ID_LENGTH = 128
 
 
-async def predict(dataplane: Dataplane, runtime: EndpointRuntime, payload: Any) -> dict[str, Any]:
+async def predict(
+    dataplane: Dataplane, runtime: EndpointRuntime, payload: Any, routing_key: str | None = None
+) -> dict[str, Any]:
     records = parse_inputs(payload)
-    scored = await dataplane.predict(runtime, records)
-    name, version = answering_model(runtime, scored[0].result)
+    scored = await dataplane.predict(runtime, records, routing_key)
+    name, version = scored[0].model
     answer: dict[str, Any] = {
         "endpoint": runtime.name,
         "model": {"name": name, "version": version},

@@ -38,6 +38,7 @@ from keel.serving._breaker import CircuitBreaker, Transition
 from keel.serving._cache import CacheKeys
 from keel.serving._features import FeatureSetupError, FeatureStep, OnDemandFailed
 from keel.serving._policy import DefaultPrediction, PinnedModel
+from keel.serving._routing import ArmRouter
 
 if TYPE_CHECKING:
     from keel.data import Schema
@@ -133,6 +134,10 @@ class EndpointRuntime:
         """Why the fallback model could not be loaded (the primary serves regardless)."""
         self.cache_keys: CacheKeys | None = None
         """The prediction-cache keys of the loaded version's records (set at load)."""
+        self.router: ArmRouter | None = None
+        """With weighted arms: picks an arm per request (set at load)."""
+        self.arm_runtimes: list[EndpointRuntime] = []
+        """The arms' loaded runtimes, in the policy's order (set at load)."""
         self.feature_step: FeatureStep | None = None
         """Set at load on a features endpoint: what requests carry, and the lookup."""
         self.model_version: ModelVersion | None = None
@@ -214,6 +219,8 @@ class EndpointRuntime:
             on_transition=self._on_breaker_transition,
         )
         self.fallback = self._load_fallback()
+        self.arm_runtimes = [self._load_arm(arm.model) for arm in self.policy.arms]
+        self.router = ArmRouter(self.policy.arms, salt=self.name) if self.policy.arms else None
         self._batcher = MicroBatcher(
             self._run_batch,
             name=f"{self.name}/{primary.name}/{primary.version}",
@@ -232,24 +239,42 @@ class EndpointRuntime:
         )
         self.error = None
 
+    def _sub_runtime(self, model: PinnedModel) -> EndpointRuntime:
+        """A runtime of this endpoint's revision serving ``model`` alone (an arm, a fallback)."""
+        policy = dataclasses.replace(self.policy, primary=model, fallback=None, shadows=(), arms=())
+        revision = dataclasses.replace(self.endpoint.revision, policy=policy)
+        return EndpointRuntime(
+            dataclasses.replace(self.endpoint, revision=revision),
+            self._registry,
+            max_queue=self._max_queue,
+            observer=self._observer,
+            inline_below_ms=self._inline_below_ms,
+            features=self._feature_store,
+            breaker_options=self._breaker_options,
+        )
+
+    def _load_arm(self, model: PinnedModel) -> EndpointRuntime:
+        """An arm's runtime, loaded, sharing this runtime's fallback (an arm that cannot load
+        keeps the whole endpoint not ready: its share of traffic would have nowhere to go)."""
+        if model == self.policy.primary:
+            return self
+        runtime = self._sub_runtime(model)
+        try:
+            runtime.load()
+        except Exception as error:
+            self.error = f"arm {model.pinned_uri}: {type(error).__name__}: {error}"
+            raise
+        runtime.fallback = self.fallback
+        return runtime
+
     def _load_fallback(self) -> EndpointRuntime | DefaultPrediction | None:
         """The policy's fallback, ready to answer; a fallback model that fails to load is
         reported (:attr:`fallback_error`) and left out: the primary serves regardless."""
         fallback = self.policy.fallback
         if not isinstance(fallback, PinnedModel):
             return fallback
-        policy = dataclasses.replace(
-            self.policy, primary=fallback, fallback=None, shadows=(), arms=()
-        )
-        revision = dataclasses.replace(self.endpoint.revision, policy=policy)
-        runtime = EndpointRuntime(
-            dataclasses.replace(self.endpoint, revision=revision),
-            self._registry,
-            max_queue=self._max_queue,
-            inline_below_ms=self._inline_below_ms,
-            features=self._feature_store,
-            breaker_options=self._breaker_options,
-        )
+        runtime = self._sub_runtime(fallback)
+        runtime._observer = None  # the fallback's calls are not the endpoint's batches
         try:
             runtime.load()
         except Exception as error:
@@ -302,6 +327,10 @@ class EndpointRuntime:
         """Finish what is queued, then stop the batcher's thread (and the fallback's)."""
         if self._batcher is not None:
             await self._batcher.aclose()
+        for arm in self.arm_runtimes:
+            if arm is not self:
+                arm.fallback = None  # shared with this runtime, closed below
+                await arm.aclose()
         if isinstance(self.fallback, EndpointRuntime):
             await self.fallback.aclose()
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from keel.serving._dataplane import Dataplane, Problem, answering_model
+from keel.serving._dataplane import Dataplane, Problem
 from keel.serving._runtime import EndpointRuntime, ModelNotReady, Record
 
 DATATYPES = {
@@ -84,7 +84,11 @@ def metadata(runtime: EndpointRuntime) -> dict[str, Any]:
 
 
 async def infer(
-    dataplane: Dataplane, runtime: EndpointRuntime, payload: Any, version: str | None
+    dataplane: Dataplane,
+    runtime: EndpointRuntime,
+    payload: Any,
+    version: str | None,
+    routing_key: str | None = None,
 ) -> dict[str, Any]:
     check_version(runtime, version)
     if not isinstance(payload, dict):
@@ -98,7 +102,7 @@ async def infer(
     wanted = _requested_outputs(payload.get("outputs"), runtime)
     records = _records(payload.get("inputs"), runtime)
     try:
-        scored = await dataplane.predict(runtime, records)
+        scored = await dataplane.predict(runtime, records, routing_key)
     except Problem as problem:
         if problem.status == 422:  # the protocol's bad-request status
             problem.status = 400
@@ -135,7 +139,7 @@ async def infer(
                     "data": [row.prediction_id for row in scored],
                 }
             )
-    _, answered_by = answering_model(runtime, scored[0].result)
+    _, answered_by = scored[0].model
     response: dict[str, Any] = {
         "model_name": runtime.name,
         "model_version": str(answered_by or runtime.policy.primary.version),
