@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections import Counter
 
 import hypothesis
@@ -102,6 +103,17 @@ def test_a_constant_column_has_all_its_values_in_one_bin() -> None:
     assert histogram.edges[0] < 5 < histogram.edges[-1]
     assert sum(histogram.counts) == 3
     assert max(histogram.counts) == 3
+
+
+@pytest.mark.parametrize("value", [sys.float_info.max, -sys.float_info.max, 1.7976931330e308])
+def test_a_constant_column_at_the_largest_double_keeps_finite_edges(value: float) -> None:
+    # found by hypothesis: padding the range overflowed to infinity (and NaN edges)
+    histogram = profile(one_column([value, value]))["x"].histogram
+
+    assert histogram is not None
+    assert all(math.isfinite(edge) for edge in histogram.edges)
+    assert histogram.edges[0] <= value <= histogram.edges[-1]
+    assert sum(histogram.counts) == 2
 
 
 def test_infinite_values_are_counted_outside_the_bins_and_left_out_of_the_statistics() -> None:

@@ -25,6 +25,7 @@ never NaN.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -368,12 +369,16 @@ def _numeric(
     )
 
 
+_FLOAT_MAX = sys.float_info.max
+
+
 def _edges(low: float, high: float, bins: int) -> np.ndarray[Any, Any]:
     """``bins`` equal-width bins over [low, high]; a constant column gets a unit-wide range
     around its value (as NumPy does), widened where 0.5 is lost in the value's precision."""
     if low == high:
         pad = max(0.5, abs(low) * 1e-9)
-        low, high = low - pad, high + pad
+        # near the largest double the padded bound would overflow to infinity: clamp it
+        low, high = max(low - pad, -_FLOAT_MAX), min(high + pad, _FLOAT_MAX)
     if math.isfinite(high - low):
         edges = np.linspace(low, high, bins + 1)
     else:  # the span overflows float64: interpolate without computing it
