@@ -30,11 +30,6 @@ ROW = {"age": 0.3, "income": 1.5, "visits": 2}
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 def metadata_url(tmp_path: Path) -> str:
     """These tests exercise the HTTP layer: SQLite is enough (deployments have their own
     tests on both backends)."""

@@ -37,11 +37,6 @@ FRAME = pd.DataFrame(
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 def metadata_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'meta' / 'keel.db'}"
 

@@ -23,11 +23,6 @@ PREDICT = "/v1/endpoints/churn/predict"
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 def metadata_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'meta' / 'keel.db'}"
 

@@ -27,13 +27,12 @@ from hypothesis import strategies as st
 from keel.errors import ConfigError
 from keel.serving._cache import (
     CachedAnswer,
-    CacheKeys,
     MemoryCache,
     PredictionCache,
     RedisCache,
-    cache_key,
     open_cache,
 )
+from keel.serving._cache_keys import CacheKeys, cache_key
 
 T = TypeVar("T")
 COLUMNS = ["age", "plan", "score", "tenure"]

@@ -46,11 +46,6 @@ class Flaky:
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     project = tmp_path / "project"
     project.mkdir()

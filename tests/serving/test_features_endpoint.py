@@ -32,11 +32,6 @@ FEATURES = ["spend:spend_7d", "spend:visits", "basket_ratio"]
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 def metadata_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'meta' / 'keel.db'}"
 

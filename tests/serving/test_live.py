@@ -26,11 +26,6 @@ FRAME = pd.DataFrame({"age": [0.1, -1.2, 0.7, 1.5, -0.3], "income": [1, 0, 2, 1,
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 def metadata_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'meta' / 'keel.db'}"
 

@@ -20,7 +20,8 @@ from sklearn.linear_model import LogisticRegression
 
 from keel import Settings, Workspace
 from keel.data import Field, Schema
-from keel.serving._openapi import docs_page, openapi_document
+from keel.serving._docs_page import docs_page
+from keel.serving._openapi import openapi_document
 from keel.serving._server import serving_app
 
 pytestmark = pytest.mark.anyio
@@ -74,11 +75,6 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
         workspace.registry.register("spend", Spend(), input_example=spend, flavor="pyfunc")
         workspace.deployments.create_endpoint("spend", "models:/spend/1")
         yield workspace
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 def _client(app: Any) -> httpx.AsyncClient:

@@ -37,6 +37,7 @@ from keel.serving import _native, _openapi, _v2
 from keel.serving._auth import Guard
 from keel.serving._cache import PredictionCache
 from keel.serving._dataplane import Dataplane, Problem
+from keel.serving._docs_page import docs_page
 from keel.serving._live import RevisionWatcher
 from keel.serving._metrics import CONTENT_TYPE
 from keel.serving._predlog import Compactor
@@ -411,7 +412,7 @@ def _documents(app: ServingApp) -> tuple[bytes, bytes]:
     if app._openapi is not None:
         return app._openapi
     document = _openapi.openapi_document(app.dataplane, max_request_bytes=app.max_request_bytes)
-    built = orjson.dumps(document), _openapi.docs_page(document).encode()
+    built = orjson.dumps(document), docs_page(document).encode()
     runtimes = app.dataplane.runtimes.values()
     if all(runtime.ready or runtime.error is not None for runtime in runtimes):
         app._openapi = built

@@ -1,6 +1,6 @@
 """The prediction cache: answers already computed by a model version, looked up before predicting.
 
-    keys = CacheKeys("churn", 3, runtime.request_names)      # once per loaded version
+    keys = CacheKeys("churn", 3, runtime.request_names)      # _cache_keys; once per version
     cache = open_cache("redis://cache.internal:6379/0", ttl_seconds=600)
     found = await cache.get_many(keys.keys(records))          # one round trip per request
     ...predict the rows where found[i] is None...
@@ -8,9 +8,9 @@
     cache.status()                                            # what /readyz shows
 
 A key is the model name and version in clear, then a 128-bit blake2b digest of the record's
-canonical form (:class:`CacheKeys`): field order, how a number was written and whether an equal
-number came as an int or a float do not change it. A new version writes new keys, so entries of
-the old one are never read again and expire by their TTL.
+canonical form (:mod:`keel.serving._cache_keys`): field order, how a number was written and
+whether an equal number came as an int or a float do not change it. A new version writes new
+keys, so entries of the old one are never read again and expire by their TTL.
 
 Two backends (:func:`open_cache` picks one by URL): :class:`MemoryCache`, an LRU dictionary in
 the server process (the default), and :class:`RedisCache`, shared by every worker and host.
@@ -26,13 +26,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
-import struct
 import time
 from abc import ABC, abstractmethod
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -60,135 +58,6 @@ class CachedAnswer:
     prediction: Any
     probabilities: dict[str, float] | None
     inputs: dict[str, Any] | None = None
-
-
-# -- keys ------------------------------------------------------------------------------------------
-
-_DOUBLE = struct.Struct("<d")
-_LENGTH = struct.Struct("<Q")
-
-
-def _encode(value: Any, out: list[bytes]) -> None:
-    """Append the canonical bytes of one value to ``out``: a type tag, then a payload that is
-    self-delimiting, so the concatenation of several values is unambiguous."""
-    kind = type(value)
-    if kind is float:
-        out.append(_float_bytes(value))
-    elif kind is str:
-        data = value.encode("utf-8", "surrogatepass")
-        out.append(b"s" + _LENGTH.pack(len(data)) + data)
-    elif value is None:
-        out.append(b"z")
-    elif kind is bool:  # before int: bool is an int subclass, but True must not key like 1
-        out.append(b"T" if value else b"F")
-    elif kind is int:
-        out.append(_int_bytes(value))
-    elif isinstance(value, (list, tuple)):
-        out.append(b"[")
-        for item in value:
-            _encode(item, out)
-        out.append(b"]")
-    elif isinstance(value, Mapping):
-        out.append(b"{")
-        for name in sorted(value, key=str):
-            _encode(str(name), out)
-            _encode(value[name], out)
-        out.append(b"}")
-    elif isinstance(value, int | float | str):  # subclasses: np.float64, IntEnum, StrEnum, ...
-        _encode(_plain_builtin(value), out)
-    elif hasattr(value, "item") and callable(value.item):  # numpy scalars: np.int64, np.bool_
-        plain = value.item()
-        if type(plain) is type(value):
-            _encode_other(value, out)
-        else:
-            _encode(plain, out)
-    else:
-        _encode_other(value, out)
-
-
-def _plain_builtin(value: int | float | str) -> int | float | str:
-    if isinstance(value, str):
-        return str(value)
-    if isinstance(value, float):
-        return float(value)
-    return int(value)
-
-
-def _encode_other(value: Any, out: list[bytes]) -> None:
-    # Anything else (dates, decimals, ...) keys by its type and repr: equal values that print
-    # differently only cost a miss, never a wrong answer.
-    data = f"{type(value).__module__}.{type(value).__qualname__}:{value!r}".encode(
-        "utf-8", "surrogatepass"
-    )
-    out.append(b"r" + _LENGTH.pack(len(data)) + data)
-
-
-def _float_bytes(value: float) -> bytes:
-    if value != value:
-        return b"N"  # every NaN (any sign or payload) is the same missing number
-    if value == 0.0:
-        value = 0.0  # -0.0 == 0.0 == 0: one key for all three
-    return b"f" + _DOUBLE.pack(value)
-
-
-def _int_bytes(value: int) -> bytes:
-    # An int a double holds exactly keys as that double, so 1 and 1.0 meet; a larger one
-    # equals no float at all and keys by its decimal digits (';' ends them).
-    try:
-        as_float = float(value)
-    except OverflowError:
-        return b"i" + str(value).encode() + b";"
-    if as_float == value:
-        return _float_bytes(as_float)
-    return b"i" + str(value).encode() + b";"
-
-
-class CacheKeys:
-    """The cache keys of one model version's records: ``NAME:VERSION:`` + 32 hex digits.
-
-        keys = CacheKeys("churn", 3, ["age", "plan", "tenure"])
-        keys.key({"tenure": 12, "age": 41.0, "plan": "pro"})   # b"churn:3:9f0c..."
-
-    Only ``columns`` count (in no particular order; a missing field keys like None), so extra
-    fields a request carries do not split the cache. Numbers key by exact value: 1, 1.0 and
-    1.00e0 are one key, 0.1 and 0.1000000000000000055511151231257827 (the same double) too;
-    -0.0 keys like 0.0 (no model keel serves answers differently for them); every NaN keys
-    alike but apart from None. Strings, booleans, None and numbers never meet: "1", True, None
-    and 1 are four keys. Build one per loaded version: the digest of the column names is
-    computed once and copied per record.
-    """
-
-    __slots__ = ("_base", "_columns", "prefix")
-
-    def __init__(self, model_name: str, model_version: int | str, columns: Sequence[str]) -> None:
-        self.prefix = f"{model_name}:{model_version}:".encode()
-        self._columns = tuple(sorted(set(columns)))
-        self._base = hashlib.blake2b(digest_size=16, person=b"keel-cache-v1")
-        header: list[bytes] = []
-        for name in self._columns:
-            _encode(name, header)
-        self._base.update(b"".join(header))
-
-    def key(self, record: Mapping[str, Any]) -> bytes:
-        """The key of one record."""
-        parts: list[bytes] = []
-        get = record.get
-        for name in self._columns:
-            _encode(get(name), parts)
-        digest = self._base.copy()
-        digest.update(b"".join(parts))
-        return self.prefix + digest.hexdigest().encode()
-
-    def keys(self, records: Sequence[Mapping[str, Any]]) -> list[bytes]:
-        """The keys of a request's records, in order."""
-        return [self.key(record) for record in records]
-
-
-def cache_key(
-    model_name: str, model_version: int | str, record: Mapping[str, Any], columns: Sequence[str]
-) -> bytes:
-    """The key of one record (see :class:`CacheKeys`, which serving uses to key many)."""
-    return CacheKeys(model_name, model_version, columns).key(record)
 
 
 # -- the contract ----------------------------------------------------------------------------------

@@ -18,7 +18,8 @@ from typing import Any
 
 from keel.errors import EndpointNotFound, FeatureStoreError
 from keel.serving._batching import BatcherClosed, Overloaded
-from keel.serving._cache import CachedAnswer, CacheKeys, PredictionCache
+from keel.serving._cache import CachedAnswer, PredictionCache
+from keel.serving._cache_keys import CacheKeys
 from keel.serving._features import MissingFeatures, OnDemandFailed
 from keel.serving._metrics import ServingMetrics
 from keel.serving._policy import DefaultPrediction

@@ -35,7 +35,7 @@ from keel.data._record import RecordProblem
 from keel.errors import FeatureStoreError, ServingError
 from keel.serving._batching import BatcherStats, BatchRecord, MicroBatcher
 from keel.serving._breaker import CircuitBreaker, Transition
-from keel.serving._cache import CacheKeys
+from keel.serving._cache_keys import CacheKeys
 from keel.serving._features import FeatureSetupError, FeatureStep, OnDemandFailed
 from keel.serving._policy import DefaultPrediction, PinnedModel
 from keel.serving._routing import ArmRouter
@@ -239,7 +239,7 @@ class EndpointRuntime:
         )
         self.error = None
 
-    def _sub_runtime(self, model: PinnedModel) -> EndpointRuntime:
+    def _sub_runtime(self, model: PinnedModel, *, counted: bool = True) -> EndpointRuntime:
         """A runtime of this endpoint's revision serving ``model`` alone (an arm, a fallback)."""
         policy = dataclasses.replace(self.policy, primary=model, fallback=None, shadows=(), arms=())
         revision = dataclasses.replace(self.endpoint.revision, policy=policy)
@@ -247,7 +247,7 @@ class EndpointRuntime:
             dataclasses.replace(self.endpoint, revision=revision),
             self._registry,
             max_queue=self._max_queue,
-            observer=self._observer,
+            observer=self._observer if counted else None,
             inline_below_ms=self._inline_below_ms,
             features=self._feature_store,
             breaker_options=self._breaker_options,
@@ -273,8 +273,7 @@ class EndpointRuntime:
         fallback = self.policy.fallback
         if not isinstance(fallback, PinnedModel):
             return fallback
-        runtime = self._sub_runtime(fallback)
-        runtime._observer = None  # the fallback's calls are not the endpoint's batches
+        runtime = self._sub_runtime(fallback, counted=False)  # not the endpoint's batches
         try:
             runtime.load()
         except Exception as error:

@@ -26,6 +26,7 @@ class WriteHealth:
         """When it started failing (epoch seconds)."""
         self._retry_at = 0.0
         self._warned_at = -WARNING_INTERVAL_SECONDS
+        self._dropped_warned_at = -WARNING_INTERVAL_SECONDS
 
     def may_write(self) -> bool:
         """False while failing and the next retry is not due yet."""
@@ -57,6 +58,21 @@ class WriteHealth:
                 errors,
                 dropped,
             )
+
+    def dropped(self, count: int, why: str, *, max_bytes: int, total: int) -> None:
+        """Warn that ``count`` entries were lost and why; once per WARNING_INTERVAL_SECONDS."""
+        now = time.monotonic()
+        if now - self._dropped_warned_at < WARNING_INTERVAL_SECONDS:
+            return
+        self._dropped_warned_at = now
+        logger.warning(
+            "prediction log %s: dropped %d entries: %s (cap %d bytes); %d dropped so far",
+            self.directory,
+            count,
+            why,
+            max_bytes,
+            total,
+        )
 
     def succeeded(self, *, errors: int, dropped: int) -> None:
         if self.reason is None:

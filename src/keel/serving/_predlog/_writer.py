@@ -1,20 +1,14 @@
 """The prediction log's writer: segment files for asyncio servers, with group commit.
 
-An ``append`` encodes its entries (a request's rows are one write) and hands them to the OS.
-How depends on whether appends are *grouped* (``group_writes``; by default only with
-``fsync="always"``):
+An ``append`` encodes its entries (a request's rows are one write) and hands them to the OS,
+in one of two ways (``group_writes``; by default grouped only with ``fsync="always"``):
 
-- **Grouped**: the append joins the group of the current event-loop iteration and awaits it. The
-  first append of a group schedules one flush callback (``loop.call_soon``), which runs once
-  every task ready in this iteration has had its turn: it writes the whole group with one
-  ``os.write`` per segment kind (and, with ``always``, one fsync), then resolves the group. So
-  64 concurrent requests share one system call and one fsync, and a lone request waits one loop
-  iteration.
-- **Not grouped**: the append writes at once and returns without yielding to the loop. Without
-  an fsync to share, this is what a server's request mix favours (bench/bench_predlog.py,
-  635-byte entries, µs per append: alone 7.8 not grouped against 15.5 grouped, whose cost is
-  the task suspended and resumed around the group; grouping only wins when dozens of appends
-  land in one loop iteration: 64 at once, 8.1 against 6.8).
+- **grouped**: the append joins the current event-loop iteration's group and awaits it; one
+  ``loop.call_soon`` callback, run after every task ready in the iteration, writes the group
+  with one ``os.write`` per segment kind (and one fsync with ``always``) and resolves it;
+- **not grouped**: the append writes at once, without yielding to the loop. Without an fsync
+  to share this is cheaper for a server's request mix: a lone append costs half as much, and
+  grouping wins only when dozens land in one iteration (docs/benchmarks.md, prediction log).
 
 The write happens on the event loop's thread: handing a few kilobytes to the page cache takes a
 microsecond or two, less than waking another thread would. fsync never runs there: a
@@ -42,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from keel.serving._predlog._entry import KINDS, FeedbackEntry, LogEntry, PredictionEntry, encode
 from keel.serving._predlog._group import Group, Pending, SharedFuture, resolve
-from keel.serving._predlog._health import WARNING_INTERVAL_SECONDS, WriteHealth
+from keel.serving._predlog._health import WriteHealth
 from keel.serving._predlog._segments import (
     OpenSegment,
     create_segment,
@@ -135,7 +129,6 @@ class PredictionLog:
         self._health = WriteHealth(segments_dir(self.directory), retry_seconds)
         self._fsync_failure: str | None = None
         self._retry_handle: asyncio.TimerHandle | None = None
-        self._dropped_warned_at = -WARNING_INTERVAL_SECONDS
         self._closed = False
         self._pid = os.getpid()
 
@@ -163,11 +156,7 @@ class PredictionLog:
         if pending is None:
             return
         if not self.group_writes:
-            if not self._admit(pending, 0):
-                return
-            with self._lock:
-                sequence = self._commit(pending)
-                syncer = self._syncer if self.fsync == "always" else None
+            sequence, syncer = self._write_now(pending)
             if sequence is None:
                 self._schedule_retry(asyncio.get_running_loop())
             elif syncer is not None:  # ungrouped "always" (a choice): wait off the loop
@@ -187,12 +176,20 @@ class PredictionLog:
         """Record ``entries`` from code without an event loop (batch jobs, scripts, tests);
         same guarantees as :meth:`append`, one write per call."""
         pending = self._encode(entries)
-        if pending is None or not self._admit(pending, 0):
+        if pending is None:
             return
+        sequence, syncer = self._write_now(pending)
+        if sequence is not None and syncer is not None:
+            syncer.wait_for(sequence)
+
+    def _write_now(self, pending: Pending) -> tuple[int | None, Syncer | None]:
+        """Write ``pending`` at once: the commit's sequence (None when kept in memory or
+        dropped) and, with fsync "always", the syncer to wait on."""
+        if not self._admit(pending, 0):
+            return None, None
         with self._lock:
             sequence = self._commit(pending)
-        if sequence is not None and self.fsync == "always" and self._syncer is not None:
-            self._syncer.wait_for(sequence)
+            return sequence, self._syncer if self.fsync == "always" else None
 
     def _encode(self, entries: Iterable[LogEntry] | LogEntry) -> Pending | None:
         if isinstance(entries, PredictionEntry | FeedbackEntry):
@@ -219,22 +216,11 @@ class PredictionLog:
         return False
 
     def _drop(self, count: int, why: str) -> None:
-        """Count ``count`` entries as lost; one warning per WARNING_INTERVAL_SECONDS."""
+        """Count ``count`` entries as lost (the health warns, at most once an interval)."""
         with self._lock:
             self.dropped_entries_total += count
-            now = time.monotonic()
-            warn = now - self._dropped_warned_at >= WARNING_INTERVAL_SECONDS
-            if warn:
-                self._dropped_warned_at = now
-        if warn:
-            logger.warning(
-                "prediction log %s: dropped %d entries: %s (cap %d bytes); %d dropped so far",
-                self.directory,
-                count,
-                why,
-                self.max_pending_bytes,
-                self.dropped_entries_total,
-            )
+            total = self.dropped_entries_total
+        self._health.dropped(count, why, max_bytes=self.max_pending_bytes, total=total)
 
     def _flush_group(self) -> None:
         """The event loop callback that writes the current group (runs after every task that
