@@ -15,12 +15,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-import redis
-
 from keel.errors import ConfigError
+
+if TYPE_CHECKING:
+    import redis
 
 logger = logging.getLogger("keel.serving.ratelimit")
 
@@ -179,7 +180,16 @@ class RedisLimiter:
         query.setdefault("socket_connect_timeout", "0.25")
         query.setdefault("socket_timeout", "0.1")
         try:
-            self._client = redis.Redis.from_url(urlunsplit(parts._replace(query=urlencode(query))))
+            import redis
+        except ImportError:  # an optional extra; the in-process limiter needs nothing
+            raise ConfigError(
+                "a Redis rate limiter needs redis-py: pip install 'keel-ml[redis]'"
+            ) from None
+        self._redis_errors = (redis.RedisError, ValueError, TypeError)
+        try:
+            self._client: redis.Redis = redis.Redis.from_url(
+                urlunsplit(parts._replace(query=urlencode(query)))
+            )
         except ValueError as error:
             raise ConfigError(f"the rate limiter's Redis URL is not valid: {error}") from None
         self._script = self._client.register_script(_TAKE)
@@ -206,7 +216,7 @@ class RedisLimiter:
             reply: Any = self._script(keys=[self._prefix + key_id], args=[rate, burst, now])
             allowed, retry, remaining = reply
             decision = Decision(bool(allowed), float(retry), int(remaining))
-        except (redis.RedisError, ValueError, TypeError) as error:
+        except self._redis_errors as error:
             self._failed(error)
             return self._fall_back(key_id, rate, burst)
         if self._degraded:
