@@ -267,3 +267,28 @@ def test_an_arm_that_is_not_uri_weight_is_refused(keel: Keel, endpoint: str) -> 
 
     assert result.exit_code == 2
     assert "URI=WEIGHT" in result.stderr
+
+
+def test_shadows_are_set_and_removed(keel: Keel, endpoint: str) -> None:
+    shadowed = keel.json("endpoints", "set", endpoint, "--shadow", "models:/churn/2")
+    shown = keel("endpoints", "show", endpoint)
+    removed = keel.json("endpoints", "set", endpoint, "--no-shadows")
+
+    assert [s["version"] for s in shadowed["policy"]["shadows"]] == [2]
+    assert "models:/churn/2" in shown.stdout
+    assert removed["policy"]["shadows"] == []
+
+
+def test_a_shadow_and_no_shadows_together_are_refused(keel: Keel, endpoint: str) -> None:
+    result = keel("endpoints", "set", endpoint, "--shadow", "models:/churn/2", "--no-shadows")
+
+    assert result.exit_code == 2
+    assert "--no-shadows" in result.stderr
+
+
+def test_the_routing_field_is_set_and_removed(keel: Keel, endpoint: str) -> None:
+    routed = keel.json("endpoints", "set", endpoint, "--routing-field", "customer_id")
+    cleared = keel.json("endpoints", "set", endpoint, "--no-routing-field")
+
+    assert routed["policy"]["routing_field"] == "customer_id"
+    assert cleared["policy"]["routing_field"] is None

@@ -153,3 +153,31 @@ def test_sticky_assignment_holds_for_10000_keys_across_two_server_processes(
 
     assert seen_first == seen_second
     assert 0.65 < seen_first.count(1) / len(keys) < 0.75
+
+
+async def test_the_routing_field_keeps_one_customer_on_one_arm_without_a_header(
+    split: Workspace,
+) -> None:
+    split.deployments.set("churn", routing_field="visits")
+    app = serving_app(split)
+    await app.startup()
+    try:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://keel"
+        ) as http:
+            arms: dict[int, set[int]] = collections.defaultdict(set)
+            for visits in range(12):
+                for age in (-1.0, 0.0, 0.5, 1.0):  # other fields vary: the arm does not
+                    response = await http.post(
+                        PREDICT, json={"inputs": {**ROW, "age": age, "visits": visits}}
+                    )
+                    arms[visits].add(response.json()["model"]["version"])
+            by_header = {
+                await version_for(http, f"user-{n}") for n in range(40)
+            }  # the header still wins: both arms are reached although visits stays 2
+    finally:
+        await app.shutdown()
+
+    assert all(len(versions) == 1 for versions in arms.values()), arms
+    assert {v for versions in arms.values() for v in versions} == {1, 2}
+    assert by_header == {1, 2}

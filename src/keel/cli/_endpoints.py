@@ -83,6 +83,22 @@ FallbackValue = Annotated[
         show_default=False,
     ),
 ]
+Shadows = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--shadow",
+        metavar="URI",
+        help="A model version that gets a copy of every request in the background: its answers "
+        "are logged next to the primary's, never returned (repeat for each shadow).",
+    ),
+]
+RoutingField = Annotated[
+    str | None,
+    typer.Option(
+        help="The request field whose value picks the arm when a request has no "
+        "X-Keel-Routing-Key header (e.g. customer_id)."
+    ),
+]
 
 
 def build() -> typer.Typer:
@@ -112,6 +128,8 @@ def create(
     features: Features = None,
     cache: Cache = None,
     arm: Arms = None,
+    shadow: Shadows = None,
+    routing_field: RoutingField = None,
     fallback_model: FallbackModel = None,
     fallback_value: FallbackValue = None,
     reason: Reason = None,
@@ -119,6 +137,8 @@ def create(
 ) -> None:
     """Create endpoint NAME serving a model version (its revision 1)."""
     options = _options(max_batch_size, max_batch_wait_ms, timeout_ms, features, cache)
+    if routing_field is not None:
+        options["routing_field"] = routing_field
     fallback = _fallback_option(fallback_model, fallback_value)
     revision = open_workspace(ctx).deployments.create_endpoint(
         name,
@@ -127,6 +147,7 @@ def create(
         reason=reason,
         fallback=None if fallback is _KEEP else fallback,
         arms=_arms_option(arm or []),
+        shadows=shadow or [],
         **options,
     )
     _report(ctx, revision, as_json, "created")
@@ -161,6 +182,8 @@ def set_endpoint(
     features: Features = None,
     cache: Cache = None,
     arm: Arms = None,
+    shadow: Shadows = None,
+    routing_field: RoutingField = None,
     fallback_model: FallbackModel = None,
     fallback_value: FallbackValue = None,
     no_fallback: Annotated[
@@ -168,6 +191,12 @@ def set_endpoint(
     ] = False,
     no_arms: Annotated[
         bool, typer.Option("--no-arms", help="Stop splitting traffic: the primary answers.")
+    ] = False,
+    no_shadows: Annotated[
+        bool, typer.Option("--no-shadows", help="Stop mirroring requests to shadow versions.")
+    ] = False,
+    no_routing_field: Annotated[
+        bool, typer.Option("--no-routing-field", help="Route by the header only (or at random).")
     ] = False,
     reason: Reason = None,
     as_json: JsonFlag = False,
@@ -192,6 +221,16 @@ def set_endpoint(
         raise typer.BadParameter("cannot be used with --arm", param_hint="--no-arms")
     if arm or no_arms:
         options["arms"] = _arms_option(arm or [])
+    if shadow and no_shadows:
+        raise typer.BadParameter("cannot be used with --shadow", param_hint="--no-shadows")
+    if shadow or no_shadows:
+        options["shadows"] = shadow or []
+    if routing_field is not None and no_routing_field:
+        raise typer.BadParameter(
+            "cannot be used with --routing-field", param_hint="--no-routing-field"
+        )
+    if routing_field is not None or no_routing_field:
+        options["routing_field"] = routing_field
     deployments = open_workspace(ctx).deployments
     before = deployments.get(name).revision.number
     revision = deployments.set(name, model_uri=model, reason=reason, **options)
@@ -362,6 +401,7 @@ def _print_endpoint(out: Console, endpoint: Endpoint) -> None:
             ("set from", policy.primary.uri),
             ("shadows", ", ".join(shadow.pinned_uri for shadow in policy.shadows)),
             ("arms", ", ".join(f"{a.model.pinned_uri}={a.weight:g}" for a in policy.arms)),
+            ("routing field", policy.routing_field),
             ("fallback", _fallback(policy)),
             ("batching", _options_summary(policy).split(", ")[0]),
             ("timeout", "none" if policy.timeout_ms is None else f"{policy.timeout_ms} ms"),

@@ -70,8 +70,9 @@ def show(
         raise PredictionNotFound(prediction_id, str(directory))
     prediction = {name: _plain(value) for name, value in found["prediction"].items()}
     feedback = [{name: _plain(value) for name, value in f.items()} for f in found["feedback"]]
+    shadows = [{name: _plain(value) for name, value in s.items()} for s in found["shadows"]]
     if as_json:
-        print_json({"prediction": prediction, "feedback": feedback})
+        print_json({"prediction": prediction, "shadows": shadows, "feedback": feedback})
         return
     out = console(ctx)
     version = prediction["model_version"]
@@ -98,7 +99,16 @@ def show(
     outcomes = table("time", "name", "value", title="Feedback")
     for entry in feedback:
         add_row(outcomes, entry["time"], entry["name"], _cell(entry["value"]))
-    print_tables(out, inputs, outcomes)
+    compared = table("shadow model", "output", "probabilities", "latency", title="Shadows")
+    for entry in shadows:
+        add_row(
+            compared,
+            f"{entry['model']} version {entry['model_version']}",
+            _cell(entry["prediction"]),
+            _cell(entry["probabilities"]),
+            f"{entry['latency_ms']:.3f} ms" if entry["latency_ms"] else "",
+        )
+    print_tables(out, inputs, compared, outcomes)
     if not feedback:
         out.print("\nno feedback yet")
 

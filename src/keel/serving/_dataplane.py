@@ -29,7 +29,9 @@ from keel.serving._predlog import (
     PredictionLog,
     new_prediction_ids,
 )
+from keel.serving._routing import key_of_field
 from keel.serving._runtime import EndpointRuntime, ModelNotReady, Record, RowResult
+from keel.serving._shadow import MirroredRequest
 
 logger = logging.getLogger(__name__)
 
@@ -111,12 +113,17 @@ class Dataplane:
         self, runtime: EndpointRuntime, records: list[Record], routing_key: str | None = None
     ) -> list[Scored]:
         """Validate ``records``, predict, log every row; the rows' results with their ids.
-        With weighted arms, ``routing_key`` (None: a random draw) picks the arm that answers
-        the whole request: the same key always gets the same arm."""
+        With weighted arms, ``routing_key`` (the request's header; else the endpoint's
+        ``routing_field`` of the first record; else a random draw) picks the arm that answers
+        the whole request: the same key always gets the same arm. With shadow versions, the
+        request is mirrored to them once answered (see :mod:`keel.serving._shadow`)."""
         if not records:
             raise Problem(422, "empty_batch", "inputs hold no records: send at least one")
         endpoint, arm, router = runtime, None, runtime.router
         if router is not None:
+            field = runtime.policy.routing_field
+            if routing_key is None and field is not None and isinstance(records[0], Mapping):
+                routing_key = key_of_field(records[0], field)
             index = router.choose(routing_key)
             runtime, arm = runtime.arm_runtimes[index], router.ids[index]
         try:
@@ -172,6 +179,12 @@ class Dataplane:
                 )
             ]
         )
+        if arm is not None:
+            self.metrics.arm(endpoint.name, arm, latency_ms / 1000)
+        if endpoint.shadows is not None:
+            endpoint.shadows.submit(
+                MirroredRequest(records, ids, results, endpoint.revision), self.log, self.metrics
+            )
         return [Scored(i, r, (model, version), arm) for i, r in zip(ids, results, strict=True)]
 
     async def _cached(
@@ -327,6 +340,13 @@ class Dataplane:
                 "error": runtime.error,
                 "breaker": None if runtime.breaker is None else runtime.breaker.state.value,
                 "fallback_error": runtime.fallback_error,
+                "shadows": None
+                if runtime.shadows is None
+                else {
+                    "models": [s.policy.primary.pinned_uri for s in runtime.shadows.shadows],
+                    "pending": runtime.shadows.pending,
+                },
+                "shadow_errors": runtime.shadow_errors or None,
             }
             for name, runtime in sorted(self.runtimes.items())
         }

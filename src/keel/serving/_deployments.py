@@ -146,18 +146,22 @@ class DeploymentStore:
         reason: str | None = None,
         fallback: str | DefaultPrediction | None = None,
         arms: Sequence[tuple[str, float]] = (),
+        shadows: Sequence[str] = (),
         **options: Any,
     ) -> Revision:
         """Create endpoint ``name`` serving ``model_uri`` (revision 1). The URI must resolve to
         a version that is not archived; ``options`` are serving options (see :data:`OPTIONS`).
         ``fallback`` answers when the primary raises, times out or its breaker is open: a model
         URI (pinned now) or a :class:`DefaultPrediction`. ``arms`` splits traffic by weight:
-        (model URI, weight) pairs, each URI pinned now (see :mod:`keel.serving._routing`)."""
+        (model URI, weight) pairs, each URI pinned now (see :mod:`keel.serving._routing`).
+        ``shadows`` (model URIs, pinned now) get a copy of every request, answered in the
+        background and logged next to the primary's answer, never returned."""
         check_endpoint_name(name)
         policy = TrafficPolicy(
             primary=self._pin(model_uri),
             fallback=self._fallback(fallback),
             arms=self._arms(arms),
+            shadows=tuple(self._pin(uri) for uri in shadows),
         ).with_options(**options)
         with self._store.write() as connection:
             exists = connection.execute(
@@ -188,14 +192,19 @@ class DeploymentStore:
         reason: str | None = None,
         fallback: str | DefaultPrediction | _Keep | None = KEEP,
         arms: Sequence[tuple[str, float]] | _Keep = KEEP,
+        shadows: Sequence[str] | _Keep = KEEP,
         **options: Any,
     ) -> Revision:
         """A new revision: the current policy with its primary re-pinned from ``model_uri``
         (when given), its ``fallback`` replaced (a model URI, a :class:`DefaultPrediction`, or
         None to remove it; left as it is by default), its ``arms`` replaced ((URI, weight)
-        pairs; () for none) and ``options`` changed. Nothing changed: no revision, the current
+        pairs; () for none), its ``shadows`` replaced (model URIs; () for none) and ``options``
+        changed. Nothing changed: no revision, the current
         one is returned."""
         primary = self._pin(model_uri) if model_uri is not None else None
+        pinned_shadows = (
+            None if isinstance(shadows, _Keep) else tuple(self._pin(uri) for uri in shadows)
+        )
         with self._store.write() as connection:
             current = _lock_current(connection, name)
             policy = current.policy
@@ -205,6 +214,8 @@ class DeploymentStore:
                 policy = dataclasses.replace(policy, fallback=self._fallback(fallback))
             if not isinstance(arms, _Keep):
                 policy = dataclasses.replace(policy, arms=self._arms(arms))
+            if pinned_shadows is not None:
+                policy = dataclasses.replace(policy, shadows=pinned_shadows)
             policy = policy.with_options(**options)
             if policy == current.policy:
                 return current

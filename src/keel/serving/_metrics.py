@@ -19,6 +19,16 @@ how a gauge merges across worker processes)::
     keel_queue_wait_seconds{endpoint}                              histogram
     keel_batch_rows{endpoint}, keel_batch_duration_seconds{endpoint}   histograms
     keel_model_load_seconds{endpoint, model, model_version}        gauge    liveall (+ pid)
+    keel_arm_requests_total{endpoint, arm},
+    keel_arm_duration_seconds{endpoint, arm}                       counter, histogram (model
+                                                                   time per traffic-split arm)
+    keel_shadow_requests_total{endpoint, model, outcome}           counter  (outcome: ok, error,
+                                                                   timeout, invalid_input,
+                                                                   dropped)
+    keel_shadow_duration_seconds{endpoint, model}                  histogram
+    keel_shadow_compared_rows_total{endpoint, model},
+    keel_shadow_disagreements_total{endpoint, model}               counters (their ratio is the
+                                                                   shadow's disagreement rate)
     keel_prediction_log_entries_written_total, ..._write_errors_total,
     ..._dropped_entries_total, ..._fsync_errors_total            * counters
     keel_prediction_log_degraded                                 * gauge    livemax
@@ -52,9 +62,8 @@ lag belongs to the directory, not to a worker: whichever worker answers computes
 from __future__ import annotations
 
 import logging
-import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -66,12 +75,16 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
-from prometheus_client.registry import Collector
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from keel.serving._batching import BatchRecord
 from keel.serving._breaker import State, Transition
+from keel.serving._metrics_sources import (
+    LagCollector,
+    Mirror,
+    ProcessSampler,
+    forget_dead_processes,
+)
 
 if TYPE_CHECKING:
     from keel.serving._predlog import Compactor, PredictionLog
@@ -108,76 +121,6 @@ _COMPACTION_COUNTERS = (
     ("compaction_errors", "errors_total", "Segments whose compaction failed (retried later)."),
     ("compacted_entries", "entries_total", "Prediction log entries moved to Parquet."),
 )
-
-
-class _Mirror:
-    """A counter child kept equal to a running total read elsewhere (incremented by the
-    difference, so each process adds only what it counted)."""
-
-    __slots__ = ("_child", "_seen")
-
-    def __init__(self, child: Any) -> None:
-        self._child = child
-        self._seen = 0.0
-
-    def update(self, total: float) -> None:
-        if total > self._seen:
-            self._child.inc(total - self._seen)
-            self._seen = total
-
-
-class _LagCollector(Collector):
-    """The age of the oldest entry of the log directory not yet in Parquet, read at scrape
-    time: a property of the directory, so right whichever process computes it."""
-
-    def __init__(self, log: PredictionLog) -> None:
-        self._log = log
-
-    def describe(self) -> Iterator[Metric]:
-        yield self._family()
-
-    def collect(self) -> Iterator[Metric]:
-        lag = self._log.status()["lag_seconds"]
-        family = self._family()
-        family.add_metric([], float("nan") if lag is None else lag)
-        yield family
-
-    @staticmethod
-    def _family() -> GaugeMetricFamily:
-        return GaugeMetricFamily(
-            "keel_prediction_log_lag_seconds",
-            "Age of the oldest log entry not yet compacted to Parquet (NaN: unreadable).",
-        )
-
-
-class _ProcessSampler:
-    """This process's CPU, memory and descriptors as per-worker metrics (multiprocess mode,
-    where prometheus-client's ProcessCollector would only ever describe the scraping worker)."""
-
-    def __init__(self) -> None:
-        self._source = ProcessCollector(registry=None)
-        self._pid = str(os.getpid())
-        self._gauges: dict[str, Any] = {}
-        self._counters: dict[str, _Mirror] = {}
-        for family in self._source.collect():
-            if family.type == "counter":
-                counter = Counter(family.name, family.documentation, ["pid"], registry=None)
-                self._counters[family.name + "_total"] = _Mirror(counter.labels(self._pid))
-            else:
-                self._gauges[family.name] = Gauge(
-                    family.name, family.documentation, registry=None, multiprocess_mode="liveall"
-                )
-
-    def refresh(self) -> None:
-        for family in self._source.collect():
-            for sample in family.samples:
-                gauge = self._gauges.get(sample.name)
-                if gauge is not None:
-                    gauge.set(sample.value)
-                else:
-                    mirror = self._counters.get(sample.name)
-                    if mirror is not None:
-                        mirror.update(sample.value)
 
 
 class ServingMetrics:
@@ -303,25 +246,64 @@ class ServingMetrics:
             ["endpoint", "state"],
             registry=owner,
         )
+        self._arm_requests = Counter(
+            "keel_arm_requests",
+            "Requests answered by each arm of an endpoint's traffic split.",
+            ["endpoint", "arm"],
+            registry=owner,
+        )
+        self._arm_seconds = Histogram(
+            "keel_arm_duration_seconds",
+            "Time to answer a request (model, cache, fallback; not the transport), by arm.",
+            ["endpoint", "arm"],
+            buckets=_LATENCY_BUCKETS,
+            registry=owner,
+        )
+        self._shadow_requests = Counter(
+            "keel_shadow_requests",
+            "Requests mirrored to each shadow version, by outcome (ok, error, timeout, "
+            "invalid_input: not valid for the shadow's signature, dropped: too many in flight).",
+            ["endpoint", "model", "outcome"],
+            registry=owner,
+        )
+        self._shadow_seconds = Histogram(
+            "keel_shadow_duration_seconds",
+            "Time a shadow version took to answer a mirrored request.",
+            ["endpoint", "model"],
+            buckets=_LATENCY_BUCKETS,
+            registry=owner,
+        )
+        self._shadow_compared = Counter(
+            "keel_shadow_compared_rows",
+            "Rows whose shadow prediction was compared with the primary's answer.",
+            ["endpoint", "model"],
+            registry=owner,
+        )
+        self._shadow_disagreements = Counter(
+            "keel_shadow_disagreements",
+            "Compared rows where the shadow's prediction differed from the primary's.",
+            ["endpoint", "model"],
+            registry=owner,
+        )
         self._children: dict[tuple[str, ...], Any] = {}
         self._queues: dict[str, tuple[Callable[[], int], Any]] = {}
-        self._log_counters: list[tuple[str, _Mirror]] = []
+        self._log_counters: list[tuple[str, Mirror]] = []
         self._log_gauges: list[tuple[str, Any]] = []
-        self._compaction_counters: list[tuple[str, _Mirror]] = []
+        self._compaction_counters: list[tuple[str, Mirror]] = []
         if log is not None:
             self._watch_log(owner)
-            self.registry.register(_LagCollector(log))
+            self.registry.register(LagCollector(log))
         if compactor is not None:
             for name, attribute, help_text in _COMPACTION_COUNTERS:
                 counter = Counter(f"keel_prediction_log_{name}", help_text, registry=owner)
-                self._compaction_counters.append((attribute, _Mirror(counter)))
-        self._process: _ProcessSampler | None = None
+                self._compaction_counters.append((attribute, Mirror(counter)))
+        self._process: ProcessSampler | None = None
         if self.multiprocess_dir is None:
             ProcessCollector(registry=self.registry)  # CPU seconds, resident memory, open fds
         else:
             path = str(self.multiprocess_dir)
             MultiProcessCollector(self.registry, path=path)  # type: ignore[no-untyped-call]
-            self._process = _ProcessSampler()
+            self._process = ProcessSampler()
         self._refresh_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -329,7 +311,7 @@ class ServingMetrics:
     def _watch_log(self, owner: CollectorRegistry | None) -> None:
         for key, help_text in _LOG_COUNTERS:
             counter = Counter(f"keel_prediction_log_{key}", help_text, registry=owner)
-            self._log_counters.append((f"{key}_total", _Mirror(counter)))
+            self._log_counters.append((f"{key}_total", Mirror(counter)))
         degraded = Gauge(
             "keel_prediction_log_degraded",
             "1 while the prediction log cannot write.",
@@ -397,6 +379,36 @@ class ServingMetrics:
                 if child is None:
                     child = self._children[key] = self._cache_lookups.labels(endpoint, result)
                 child.inc(count)
+
+    def arm(self, endpoint: str, arm: str, seconds: float) -> None:
+        key = ("a", endpoint, arm)
+        pair = self._children.get(key)
+        if pair is None:
+            pair = self._children[key] = (
+                self._arm_requests.labels(endpoint, arm),
+                self._arm_seconds.labels(endpoint, arm),
+            )
+        pair[0].inc()
+        pair[1].observe(seconds)
+
+    def shadow(
+        self,
+        endpoint: str,
+        model: str,
+        outcome: str,
+        seconds: float | None,
+        compared: int = 0,
+        disagreed: int = 0,
+    ) -> None:
+        """One request mirrored to shadow ``model``: its outcome, how long the shadow took
+        (None when it was not asked) and, when it answered, the rows compared and differing."""
+        self._shadow_requests.labels(endpoint, model, outcome).inc()
+        if seconds is not None:
+            self._shadow_seconds.labels(endpoint, model).observe(seconds)
+        if compared:
+            self._shadow_compared.labels(endpoint, model).inc(compared)
+        if disagreed:
+            self._shadow_disagreements.labels(endpoint, model).inc(disagreed)
 
     def breaker_observer(self, endpoint: str) -> Callable[[Transition], None]:
         """The ``on_transition`` of ``endpoint``'s breakers: the state gauge and the count."""
@@ -471,29 +483,5 @@ class ServingMetrics:
         """The text format of every metric; in multiprocess mode, of every worker."""
         self.refresh()
         if self.multiprocess_dir is not None:
-            _forget_dead_processes(self.multiprocess_dir)
+            forget_dead_processes(self.multiprocess_dir)
         return generate_latest(self.registry)
-
-
-def _forget_dead_processes(directory: Path) -> list[int]:
-    """``mark_process_dead`` for every process that left "live" gauge files in ``directory``
-    and no longer runs; the pids forgotten."""
-    pids: set[int] = set()
-    for path in directory.glob("gauge_live*_*.db"):
-        suffix = path.stem.rpartition("_")[2]
-        if suffix.isdigit():
-            pids.add(int(suffix))
-    dead = sorted(pid for pid in pids - {os.getpid()} if not _running(pid))
-    for pid in dead:
-        mark_process_dead(pid, str(directory))  # type: ignore[no-untyped-call]
-    return dead
-
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process: not one of our workers, leave it
-        return True
-    return True

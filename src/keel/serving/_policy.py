@@ -16,7 +16,14 @@ from typing import Any
 
 from keel.errors import InvalidPolicy
 
-OPTIONS = ("cache", "features", "max_batch_size", "max_batch_wait_ms", "timeout_ms")
+OPTIONS = (
+    "cache",
+    "features",
+    "max_batch_size",
+    "max_batch_wait_ms",
+    "routing_field",
+    "timeout_ms",
+)
 """The per-endpoint serving options ``create_endpoint`` and ``set`` accept as keywords."""
 
 
@@ -45,7 +52,9 @@ class PinnedModel:
 
 @dataclass(frozen=True)
 class Arm:
-    """One side of a weighted split: ``model`` gets ``weight`` / (sum of weights) of traffic."""
+    """One side of a weighted split: ``model`` gets ``weight`` / (sum of weights) of traffic
+    (an arm of weight 0 stays loaded and gets none: a rollout can drain an arm, then refill it,
+    without a load)."""
 
     model: PinnedModel
     weight: float
@@ -69,9 +78,11 @@ class TrafficPolicy:
         policy = dataclasses.replace(policy, max_batch_size=64)   # validated again
         TrafficPolicy.from_dict(policy.to_dict()) == policy      # JSON round trip
 
-    ``primary`` answers requests. ``shadows`` receive a copy of the traffic without answering,
-    ``arms`` split traffic by weight and ``fallback`` answers when the models cannot: their
-    routing belongs to a later serving layer, the shape is here so revisions can carry them.
+    ``primary`` answers requests (unless ``arms`` split traffic by weight); ``shadows`` receive a
+    copy of every request in the background, their answers logged, never returned; ``fallback``
+    answers when the models cannot. A request's arm is chosen by its routing key: the
+    ``X-Keel-Routing-Key`` header, else the ``routing_field`` of its first record (None: no
+    field), else a random draw by weight.
     Batching groups concurrent requests up to ``max_batch_size`` rows or ``max_batch_wait_ms``
     (0 turns it off); ``timeout_ms`` bounds a prediction (None: no bound); ``features`` lets
     requests carry only entity keys, the rest being looked up in the feature store; ``cache``
@@ -87,6 +98,7 @@ class TrafficPolicy:
     timeout_ms: int | None = None
     features: bool = False
     cache: bool = False
+    routing_field: str | None = None
 
     def __post_init__(self) -> None:
         # Sequences are accepted and frozen into tuples, so equal policies compare equal.
@@ -106,13 +118,15 @@ class TrafficPolicy:
             if not isinstance(arm, Arm):
                 raise InvalidPolicy(f"arms[{index}]", f"must be an Arm, not {arm!r}")
             _check_model(f"arms[{index}].model", arm.model)
-            if not _is_number(arm.weight) or not arm.weight > 0:
+            if not _is_number(arm.weight) or arm.weight < 0:
                 raise InvalidPolicy(
-                    f"arms[{index}].weight", f"must be a number > 0, not {arm.weight!r}"
+                    f"arms[{index}].weight", f"must be a number >= 0, not {arm.weight!r}"
                 )
             if (arm.model.name, arm.model.version) in armed:
                 raise InvalidPolicy(f"arms[{index}]", f"repeats {arm.model.pinned_uri}")
             armed.add((arm.model.name, arm.model.version))
+        if self.arms and not any(arm.weight > 0 for arm in self.arms):
+            raise InvalidPolicy("arms", "have no weight: at least one arm must weigh > 0")
         if isinstance(self.fallback, PinnedModel):
             _check_model("fallback", self.fallback)
         elif isinstance(self.fallback, DefaultPrediction):
@@ -146,6 +160,13 @@ class TrafficPolicy:
             raise InvalidPolicy("features", f"must be true or false, not {self.features!r}")
         if not isinstance(self.cache, bool):
             raise InvalidPolicy("cache", f"must be true or false, not {self.cache!r}")
+        if self.routing_field is not None and (
+            not isinstance(self.routing_field, str) or not self.routing_field
+        ):
+            raise InvalidPolicy(
+                "routing_field",
+                f"must be the name of a request field, or None, not {self.routing_field!r}",
+            )
         if self.cache and self.features:
             raise InvalidPolicy(
                 "cache",
@@ -184,6 +205,7 @@ class TrafficPolicy:
             "timeout_ms": self.timeout_ms,
             "features": self.features,
             "cache": self.cache,
+            "routing_field": self.routing_field,
         }
 
     @classmethod

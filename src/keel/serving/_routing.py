@@ -204,6 +204,11 @@ def routing_key(
             return value
     if field is None or record is None:
         return None
+    return key_of_field(record, field)
+
+
+def key_of_field(record: Mapping[str, Any], field: str) -> str | None:
+    """The routing key ``record[field]`` gives (its canonical text, see :func:`routing_key`)."""
     return _canonical(record.get(field))
 
 

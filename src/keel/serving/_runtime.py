@@ -37,8 +37,10 @@ from keel.serving._batching import BatcherStats, BatchRecord, MicroBatcher
 from keel.serving._breaker import CircuitBreaker, Transition
 from keel.serving._cache_keys import CacheKeys
 from keel.serving._features import FeatureSetupError, FeatureStep, OnDemandFailed
+from keel.serving._frames import checked_array_model, column, plain
 from keel.serving._policy import DefaultPrediction, PinnedModel
 from keel.serving._routing import ArmRouter
+from keel.serving._shadow import ShadowMirror
 
 if TYPE_CHECKING:
     from keel.data import Schema
@@ -54,6 +56,10 @@ logger = logging.getLogger(__name__)
 INLINE_BELOW_MS = 0.5
 """Default of ``[serving] inline_below_ms``: about what parsing a 100 kB JSON body costs, which
 the event loop does anyway; a thread round trip costs ≈0.25 ms on a busy core."""
+
+
+SHADOW_TIMEOUT_MS = 10_000
+"""How long a shadow may take for one request when the endpoint sets no ``timeout_ms``."""
 
 
 class ModelNotReady(ServingError):
@@ -138,6 +144,10 @@ class EndpointRuntime:
         """With weighted arms: picks an arm per request (set at load)."""
         self.arm_runtimes: list[EndpointRuntime] = []
         """The arms' loaded runtimes, in the policy's order (set at load)."""
+        self.shadows: ShadowMirror | None = None
+        """With shadow versions: mirrors each answered request to them (set at load)."""
+        self.shadow_errors: dict[str, str] = {}
+        """Why each shadow version that could not be loaded failed (the primary serves)."""
         self.feature_step: FeatureStep | None = None
         """Set at load on a features endpoint: what requests carry, and the lookup."""
         self.model_version: ModelVersion | None = None
@@ -207,10 +217,10 @@ class EndpointRuntime:
         self._columns = tuple((field.name, field.dtype) for field in schema.fields)
         self._names = [name for name, _ in self._columns]
         self._all_float = all(dtype == "float" for _, dtype in self._columns)
-        self._array_model = self._checked_array_model(model, version) if self._all_float else None
+        self._array_model = checked_array_model(model, self._names) if self._all_float else None
         labels = model.classes
         if labels is not None:
-            self._labels = [_plain(label) for label in labels]
+            self._labels = [plain(label) for label in labels]
             self._label_keys = [str(label) for label in self._labels]
         self.cache_keys = CacheKeys(primary.name, primary.version, self._names)
         self.breaker = CircuitBreaker(
@@ -221,6 +231,7 @@ class EndpointRuntime:
         self.fallback = self._load_fallback()
         self.arm_runtimes = [self._load_arm(arm.model) for arm in self.policy.arms]
         self.router = ArmRouter(self.policy.arms, salt=self.name) if self.policy.arms else None
+        self.shadows = self._load_shadows()
         self._batcher = MicroBatcher(
             self._run_batch,
             name=f"{self.name}/{primary.name}/{primary.version}",
@@ -239,7 +250,9 @@ class EndpointRuntime:
         )
         self.error = None
 
-    def _sub_runtime(self, model: PinnedModel, *, counted: bool = True) -> EndpointRuntime:
+    def _sub_runtime(
+        self, model: PinnedModel, *, counted: bool = True, inline: bool = True
+    ) -> EndpointRuntime:
         """A runtime of this endpoint's revision serving ``model`` alone (an arm, a fallback)."""
         policy = dataclasses.replace(self.policy, primary=model, fallback=None, shadows=(), arms=())
         revision = dataclasses.replace(self.endpoint.revision, policy=policy)
@@ -248,7 +261,7 @@ class EndpointRuntime:
             self._registry,
             max_queue=self._max_queue,
             observer=self._observer if counted else None,
-            inline_below_ms=self._inline_below_ms,
+            inline_below_ms=self._inline_below_ms if inline else 0,
             features=self._feature_store,
             breaker_options=self._breaker_options,
         )
@@ -266,6 +279,27 @@ class EndpointRuntime:
             raise
         runtime.fallback = self.fallback
         return runtime
+
+    def _load_shadows(self) -> ShadowMirror | None:
+        """The policy's shadow versions, loaded; one that fails to load is reported in
+        :attr:`shadow_errors` and left out (a shadow never keeps the endpoint from serving)."""
+        loaded: list[EndpointRuntime] = []
+        self.shadow_errors = {}
+        for model in self.policy.shadows:
+            # Not counted as the endpoint's batches, and never inline on the event loop: a
+            # shadow's model call must not delay the requests being answered.
+            runtime = self._sub_runtime(model, counted=False, inline=False)
+            try:
+                runtime.load()
+            except Exception as error:
+                self.shadow_errors[model.pinned_uri] = f"{type(error).__name__}: {error}"
+                logger.error("endpoint '%s': shadow %s failed to load: %s", self.name, model, error)
+                continue
+            loaded.append(runtime)
+        if not loaded:
+            return None
+        timeout_ms = self.policy.timeout_ms or SHADOW_TIMEOUT_MS
+        return ShadowMirror(self.name, loaded, timeout_ms=timeout_ms)
 
     def _load_fallback(self) -> EndpointRuntime | DefaultPrediction | None:
         """The policy's fallback, ready to answer; a fallback model that fails to load is
@@ -290,28 +324,6 @@ class EndpointRuntime:
             )
         return FeatureStep(version, self._feature_store)
 
-    def _checked_array_model(self, model: LoadedModel, version: Any) -> Any | None:
-        """The flavor's matrix model, kept only if it gives the same answers as the frame path
-        on probe rows built from the signature (so a wrong shortcut can never serve)."""
-        candidate = model.flavor.array_model(model.model, self._names)
-        if candidate is None:
-            return None
-        probe: Any = np.linspace(-1.0, 1.0, 4 * len(self._names)).reshape(4, len(self._names))
-        frame = pd.DataFrame(probe, columns=self._names)
-        flavor = model.flavor
-        try:
-            same = np.array_equal(
-                np.asarray(flavor.predict(model.model, frame)),
-                np.asarray(flavor.predict(candidate, probe)),
-            )
-            proba_frame = flavor.predict_proba(model.model, frame)
-            if proba_frame is not None:
-                proba_array = flavor.predict_proba(candidate, probe)
-                same = same and proba_array is not None and np.allclose(proba_frame, proba_array)
-        except Exception:  # any doubt: keep the frame path
-            return None
-        return candidate if same else None
-
     def adopt(self, revision: Revision) -> None:
         """Serve ``revision``, a newer revision with exactly this runtime's policy (a rollback
         to it), without loading anything again."""
@@ -323,7 +335,8 @@ class EndpointRuntime:
         self.revision = revision.number
 
     async def aclose(self) -> None:
-        """Finish what is queued, then stop the batcher's thread (and the fallback's)."""
+        """Finish what is queued, then stop the batcher's thread (and the fallback's, the
+        arms' and, once what they were asked is answered and logged, the shadows')."""
         if self._batcher is not None:
             await self._batcher.aclose()
         for arm in self.arm_runtimes:
@@ -332,6 +345,8 @@ class EndpointRuntime:
                 await arm.aclose()
         if isinstance(self.fallback, EndpointRuntime):
             await self.fallback.aclose()
+        if self.shadows is not None:
+            await self.shadows.aclose()
 
     # -- the request path --------------------------------------------------------------------
 
@@ -434,7 +449,7 @@ class EndpointRuntime:
             proba = flavor.predict_proba(estimator, frame)
             if proba is None:  # a classifier without probabilities
                 predicted = np.asarray(flavor.predict(estimator, frame)).tolist()
-                results = [RowResult(_plain(p), None) for p in predicted]
+                results = [RowResult(plain(p), None) for p in predicted]
             else:
                 results = self._classified(np.asarray(proba, dtype=np.float64))
         else:
@@ -464,29 +479,5 @@ class EndpointRuntime:
         data: dict[str, Any] = {}
         for name, dtype in self._columns:
             values = [record.get(name) for record in records]
-            data[name] = _column(values, dtype)
+            data[name] = column(values, dtype)
         return pd.DataFrame(data, copy=False)
-
-
-def _column(values: list[Any], dtype: str) -> Any:
-    if dtype == "float":
-        return np.array(values, dtype=np.float64)  # None becomes NaN
-    if dtype == "int":
-        if None in values:
-            return pd.array(values, dtype="Int64")
-        return np.array(values, dtype=np.int64)
-    if dtype == "bool":
-        if None in values:
-            return pd.array(values, dtype="boolean")
-        return np.array(values, dtype=bool)
-    if dtype == "timestamp":
-        return pd.to_datetime(values, utc=True, format="ISO8601")
-    if dtype == "category":
-        return pd.Categorical(values)
-    return np.array(values, dtype=object)
-
-
-def _plain(value: Any) -> Any:
-    """A NumPy scalar as the Python value JSON can carry."""
-    item = getattr(value, "item", None)
-    return item() if callable(item) else value

@@ -49,9 +49,10 @@ class LogReader:
             return _run(connection, sql, parameters)
 
     def prediction_with_feedback(self, prediction_id: str) -> dict[str, Any] | None:
-        """The prediction with this id and the feedback attached to it (oldest first), JSON
-        columns decoded: ``{"prediction": {...}, "feedback": [{...}, ...]}``; None when the log
-        has no such prediction."""
+        """The prediction with this id, the shadow versions' answers to the same row and the
+        feedback attached to it (oldest first), JSON columns decoded: ``{"prediction": {...},
+        "shadows": [{...}, ...], "feedback": [{...}, ...]}``; None when the log has no such
+        prediction. (A shadow's answer carries the id of the primary's, with ``shadow`` true.)"""
         # Ids are UUIDv7, so the id tells which date partitions can hold the entry; a day of
         # slack either side covers a clock read just before or after midnight.
         day = prediction_id_date(prediction_id)
@@ -62,10 +63,11 @@ class LogReader:
         with self._connect() as connection:
             found = _run(
                 connection,
-                f"SELECT * FROM predictions WHERE prediction_id = ?{near} ORDER BY time LIMIT 1",
+                f"SELECT * FROM predictions WHERE prediction_id = ?{near} ORDER BY shadow, time",
                 [prediction_id, *bounds],
             )
-            if not found.num_rows:
+            rows = found.to_pylist()
+            if not rows or rows[0]["shadow"]:
                 return None
             feedback = _run(
                 connection,
@@ -73,7 +75,8 @@ class LogReader:
                 [prediction_id, *bounds[:1]],
             )
         return {
-            "prediction": _decoded(PREDICTIONS, found.to_pylist()[0]),
+            "prediction": _decoded(PREDICTIONS, rows[0]),
+            "shadows": [_decoded(PREDICTIONS, row) for row in rows[1:] if row["shadow"]],
             "feedback": [_decoded(FEEDBACK, row) for row in feedback.to_pylist()],
         }
 
