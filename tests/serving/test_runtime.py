@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
@@ -59,3 +61,46 @@ def test_an_endpoint_with_a_timeout_never_runs_its_model_on_the_loop_thread(
     registered.deployments.create_endpoint("churn", "models:/churn/1", timeout_ms=1000)
 
     assert _inline_batches(registered, "churn", 10) == 0
+
+
+class NegativeAverse:
+    """A regressor (2x) that raises on any frame holding a negative x."""
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray[Any, Any]:
+        if (frame["x"] < 0).any():
+            raise ValueError("x must not be negative")
+        return frame["x"].to_numpy() * 2
+
+
+def test_a_model_failing_on_some_inputs_fails_only_the_requests_carrying_them(
+    workspace: Workspace,
+) -> None:
+    frame = pd.DataFrame({"x": [0.0, 1.0]})
+    workspace.registry.register("picky", NegativeAverse(), input_example=frame)
+    # A long batching window: the concurrent requests below share one micro-batch.
+    workspace.deployments.create_endpoint("picky", "models:/picky/1", max_batch_wait_ms=50)
+    runtime = EndpointRuntime(
+        workspace.deployments.get("picky"), workspace.registry, inline_below_ms=0
+    )
+    runtime.load()
+    xs = [1.0, -1.0, 2.0, 3.0, -5.0, 4.0]
+
+    async def main() -> list[Any]:
+        try:
+            return await asyncio.gather(
+                *(runtime.predict([{"x": x}]) for x in xs), return_exceptions=True
+            )
+        finally:
+            await runtime.aclose()
+
+    answers = asyncio.run(main())
+    stats = runtime.batcher_stats
+    assert stats is not None
+
+    for x, answer in zip(xs, answers, strict=True):
+        if x < 0:
+            assert isinstance(answer, ValueError)
+        else:
+            assert not isinstance(answer, BaseException), answer
+            assert [row.prediction for row in answer] == [2 * x]
+    assert stats.batches < len(xs)  # they were batched together, then told apart

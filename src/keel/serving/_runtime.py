@@ -373,10 +373,24 @@ class EndpointRuntime:
     # -- on the batcher's thread -------------------------------------------------------------
 
     def _run_batch(self, items: list[list[Record]]) -> Sequence[list[RowResult] | Exception]:
+        """Every request of the batch in one model call. When that call raises, each request
+        is tried alone, so a model that fails on some inputs fails only the requests carrying
+        them, not the others it happened to be batched with."""
         records = items[0] if len(items) == 1 else [r for item in items for r in item]
         if self.feature_step is not None:
             return self._run_with_features(items, records, self.feature_step)
-        return self._split(items, self._predict(records))
+        try:
+            return self._split(items, self._predict(records))
+        except Exception:
+            if len(items) == 1:
+                raise
+        return [self._alone(item) for item in items]
+
+    def _alone(self, item: list[Record]) -> list[RowResult] | Exception:
+        try:
+            return self._predict(item)
+        except Exception as error:
+            return error
 
     def _run_with_features(
         self, items: list[list[Record]], records: list[Record], step: FeatureStep
