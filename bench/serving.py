@@ -11,6 +11,10 @@ bench/wrk_post.lua posting one fixed JSON record, stops the server by its PID, a
 req/s, p50 and p99 as wrk printed them. Non-2xx answers and socket errors are counted, not
 hidden. Needs ``wrk`` (Debian: apt-get install wrk) and uvicorn[standard].
 
+``keel-all`` turns on issue 6's request-path pieces (cache, a 90/10 split, API keys and rate
+limits); with ``--varied`` every request carries another body (bench/wrk_post_varied.lua), so
+the cache misses and pays its whole cost, and the summary gives keel-all / keel.
+
 Runs are interleaved (for each model and connection count: thin, keel, thin, keel, ...;
 ``--repeat`` rounds) so a machine that slows down mid-run slows both servers alike; the summary
 gives each server's median and keel's ratio to thin.
@@ -43,11 +47,15 @@ from serving_models import FEATURES, MODELS, build_models, fit, request_body, tr
 
 BENCH = Path(__file__).resolve().parent
 LUA = BENCH / "wrk_post.lua"
+VARIED_LUA = BENCH / "wrk_post_varied.lua"
 SERVER_CORE = "1"
 LOAD_CORE = "0"
 
 Server = Callable[[str, Path, Path], tuple[list[str], str]]
 """(model name, model pickle, work dir) -> (server command with "{port}", url path)."""
+
+API_KEYS: dict[str, str] = {}
+"""The API key a server that checks keys was given (by its command's project directory)."""
 
 
 @dataclass(frozen=True)
@@ -67,7 +75,12 @@ def thin(model: str, pickle_path: Path, workdir: Path) -> tuple[list[str], str]:
 
 
 def keel(
-    model: str, pickle_path: Path, workdir: Path, *, cache: bool = False
+    model: str,
+    pickle_path: Path,
+    workdir: Path,
+    *,
+    cache: bool = False,
+    everything: bool = False,
 ) -> tuple[list[str], str]:
     """``keel serve`` with everything on: signature validation, metrics, the prediction log
     (fsync "interval"), the deployment lookup. LogisticRegression is served without batching,
@@ -76,20 +89,33 @@ def keel(
 
     from keel import Settings, Workspace
 
-    project = workdir / f"keel-{model}{'-cache' if cache else ''}"
+    suffix = "-all" if everything else "-cache" if cache else ""
+    project = workdir / f"keel-{model}{suffix}"
     project.mkdir(exist_ok=True)
-    (project / "keel.toml").write_text("[tracking]\ncapture_packages = false\n")
+    toml = "[tracking]\ncapture_packages = false\n"
+    if everything:
+        toml += '[serving]\nauth = "on"\n'
+    (project / "keel.toml").write_text(toml)
     fitted = fit(model, feature_names=True)
     x, _ = training_data()
     example = pd.DataFrame(x[:100], columns=FEATURES)
     batching = {"max_batch_size": 32} if model == "hist_gradient_boosting" else {}
     with Workspace(Settings.load(project)) as workspace:
         version = workspace.registry.register(model, fitted, input_example=example)
+        arms: list[tuple[str, float]] = []
+        if everything:  # a 90/10 split between two versions of the model
+            canary = workspace.registry.register(model, fitted, input_example=example)
+            arms = [(version.uri, 90), (canary.uri, 10)]
+            _, secret = workspace.keys.create(
+                "bench", ["predict"], rate_per_second=1e9, burst=10**9
+            )
+            API_KEYS[str(project)] = secret
         workspace.deployments.create_endpoint(
             "bench",
             version.uri,
             max_batch_wait_ms=2.0 if batching else 0.0,
-            cache=cache,
+            cache=cache or everything,
+            arms=arms,
             **batching,
         )
     keel_command = str(Path(sys.executable).with_name("keel"))
@@ -105,7 +131,27 @@ def keel_cache_hits(model: str, pickle_path: Path, workdir: Path) -> tuple[list[
     return keel(model, pickle_path, workdir, cache=True)
 
 
-SERVERS: dict[str, Server] = {"thin": thin, "keel": keel, "keel-cache": keel_cache_hits}
+def keel_everything(model: str, pickle_path: Path, workdir: Path) -> tuple[list[str], str]:
+    """keel with issue 6's request-path pieces on: the prediction cache (in memory), a 90/10
+    traffic split by routing key, API keys checked and rate-limited (in memory) on every
+    request; the circuit breaker is always on. Compare it with ``keel`` under ``--varied``
+    bodies, so the cache misses (its full cost) instead of answering every request."""
+    return keel(model, pickle_path, workdir, everything=True)
+
+
+SERVERS: dict[str, Server] = {
+    "thin": thin,
+    "keel": keel,
+    "keel-cache": keel_cache_hits,
+    "keel-all": keel_everything,
+}
+
+
+def api_key(command: Sequence[str]) -> str | None:
+    """The API key of a server command's project, when it checks keys."""
+    if "--dir" not in command:
+        return None
+    return API_KEYS.get(command[list(command).index("--dir") + 1])
 
 
 def measure(
@@ -116,23 +162,29 @@ def measure(
     path: str = "/",
     duration: int = 10,
     warmup: int = 2,
+    varied: bool = False,
 ) -> Result:
-    """Start ``server_cmd`` ("{port}" filled in) on core 1, load it with wrk from core 0."""
+    """Start ``server_cmd`` ("{port}" filled in) on core 1, load it with wrk from core 0
+    (``varied``: a different body on every request, see bench/wrk_post_varied.lua)."""
     port = free_port()
-    with serving([arg.format(port=port) for arg in server_cmd], port, body, path):
+    key = api_key(server_cmd)
+    with serving([arg.format(port=port) for arg in server_cmd], port, body, path, key):
         url = f"http://127.0.0.1:{port}{path}"
+        script = VARIED_LUA if varied or key else LUA
+        extra = [key] if key else []
         with tempfile.NamedTemporaryFile(suffix=".json") as body_file:
             body_file.write(body)
             body_file.flush()
             if warmup > 0:
-                wrk(url, body_file.name, connections, warmup)
-            return parse_wrk(wrk(url, body_file.name, connections, duration), connections)
+                wrk(url, [body_file.name, *extra], connections, warmup, script)
+            output = wrk(url, [body_file.name, *extra], connections, duration, script)
+            return parse_wrk(output, connections)
 
 
-def wrk(url: str, body_file: str, connections: int, seconds: int) -> str:
+def wrk(url: str, args: list[str], connections: int, seconds: int, script: Path = LUA) -> str:
     command = [
         "taskset", "-c", LOAD_CORE, "wrk", "-t1", f"-c{connections}", f"-d{seconds}s",
-        "--latency", "-s", str(LUA), url, "--", body_file,
+        "--latency", "-s", str(script), url, "--", *args,
     ]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, check=True)
     return done.stdout
@@ -169,7 +221,9 @@ def parse_wrk(output: str, connections: int) -> Result:
 
 
 @contextmanager
-def serving(command: list[str], port: int, body: bytes, path: str) -> Iterator[int]:
+def serving(
+    command: list[str], port: int, body: bytes, path: str, key: str | None = None
+) -> Iterator[int]:
     """Run ``command`` on the server core until the block ends; yields its PID."""
     process = subprocess.Popen(
         ["taskset", "-c", SERVER_CORE, *command],
@@ -178,15 +232,23 @@ def serving(command: list[str], port: int, body: bytes, path: str) -> Iterator[i
         start_new_session=True,  # its own group, so worker processes it starts go with it
     )
     try:
-        wait_until_answering(process, port, body, path)
+        wait_until_answering(process, port, body, path, key)
         yield process.pid
     finally:
         stop(process)
 
 
 def wait_until_answering(
-    process: subprocess.Popen[bytes], port: int, body: bytes, path: str, timeout: float = 60
+    process: subprocess.Popen[bytes],
+    port: int,
+    body: bytes,
+    path: str,
+    key: str | None = None,
+    timeout: float = 60,
 ) -> None:
+    headers = {"Content-Type": "application/json"}
+    if key is not None:
+        headers["Authorization"] = f"Bearer {key}"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -194,7 +256,7 @@ def wait_until_answering(
             raise RuntimeError(f"server exited with {process.returncode}:\n{stderr}")
         try:
             connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-            connection.request("POST", path, body, {"Content-Type": "application/json"})
+            connection.request("POST", path, body, headers)
             response = connection.getresponse()
             answer = response.read()
             connection.close()
@@ -234,11 +296,17 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
     parser.add_argument("--servers", nargs="+", choices=sorted(SERVERS), default=["thin", "keel"])
     parser.add_argument("--repeat", type=int, default=1, help="interleaved rounds per case")
+    parser.add_argument(
+        "--varied",
+        action="store_true",
+        help="a different body on every request (a cache then misses); keel-all always is",
+    )
     args = parser.parse_args()
     print(machine())
+    script = "wrk_post_varied.lua" if args.varied else "wrk_post.lua"
     print(
         f"server: taskset -c {SERVER_CORE}; load: taskset -c {LOAD_CORE} wrk -t1 -cN "
-        f"-d{args.duration}s --latency -s bench/wrk_post.lua (after {args.warmup} s warm-up)"
+        f"-d{args.duration}s --latency -s bench/{script} (after {args.warmup} s warm-up)"
     )
     body = request_body()
     print(f"{'server':<11}{'model':<24}{'conns':>6}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}")
@@ -260,6 +328,7 @@ def main() -> None:
                             path=path,
                             duration=args.duration,
                             warmup=args.warmup,
+                            varied=args.varied,
                         )
                         results.setdefault((server, model, connections), []).append(result)
                         errors = f"  ({result.errors} errors)" if result.errors else ""
@@ -276,6 +345,15 @@ def summarize(results: dict[tuple[str, str, int], list[Result]]) -> None:
     """Medians per server and case, and keel's throughput and p50/p99 ratios to thin."""
     print("\nmedians (req/s, p50 ms, p99 ms) and keel / thin")
     for (server, model, connections), runs in sorted(results.items()):
+        everything = results.get(("keel-all", model, connections))
+        if server == "keel" and everything:
+            rps, p50, p99 = _medians(runs)
+            all_rps, all_p50, all_p99 = _medians(everything)
+            print(
+                f"{model:<24}{connections:>3} conns  keel-all {all_rps:>7,.0f} {all_p50:.2f} "
+                f"{all_p99:.2f} vs keel {rps:>7,.0f}: req/s x{all_rps / rps:.2f}"
+                f"  p50 x{all_p50 / p50:.2f}  p99 x{all_p99 / p99:.2f}"
+            )
         if server != "keel":
             continue
         keel_rps, keel_p50, keel_p99 = _medians(runs)

@@ -10,14 +10,20 @@ constant answer); and the model call alone. Variants are interleaved over ``--ro
 and the medians printed, in µs per request: the difference between "keel" and a variant is
 what that piece costs inside the request path (which can exceed its cost measured alone).
 
-Issue 6's pieces are measured the same way: keel with API keys on (the key checked and
-rate-limited on every request), and an endpoint with the prediction cache on, answering every
-request from it (the hit path). The circuit breaker is always on.
+Issue 6's pieces are measured the same way, each on an endpoint of its own serving the same
+model version: API keys on (the key checked and rate-limited on every request); the prediction
+cache on, answering every request from it (the hit path) or missing every time (each request
+another record: lookup, model, store); a 90/10 split of two arms chosen by routing key; one
+shadow version mirrored every request (its model call runs on its own thread of the same
+process, so its CPU is part of the cost); and everything but the shadow at once. The circuit
+breaker is always on. The "keel" line there posts the same varied records as the cache-miss
+line, so the two compare like for like.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import statistics
 import tempfile
 import time
@@ -26,20 +32,28 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pandas as pd
 import uvloop
+from prometheus_client.parser import text_string_to_metric_families
 
 from _common import machine
 from serving import keel
-from serving_models import MODELS, fit, request_body
+from serving_models import FEATURES, MODELS, fit, request_body, training_data
 from thin_server import make_app
 
 App = Callable[[MutableMapping[str, Any], Any, Any], Awaitable[None]]
 
 
 async def per_request(
-    app: App, path: str, body: bytes, calls: int, headers: list[tuple[bytes, bytes]] | None = None
+    app: App,
+    path: str,
+    body: bytes | list[bytes],
+    calls: int,
+    headers: list[tuple[bytes, bytes]] | None = None,
 ) -> float:
-    """µs per request of ``calls`` sequential requests posting ``body`` to ``path``."""
+    """µs per request of ``calls`` sequential requests posting ``body`` to ``path`` (a list of
+    bodies: one after the other, in turn)."""
+    bodies = body if isinstance(body, list) else [body]
     scope = {
         "type": "http",
         "method": "POST",
@@ -47,7 +61,8 @@ async def per_request(
         "headers": [(b"content-type", b"application/json"), *(headers or [])],
         "query_string": b"",
     }
-    message = {"type": "http.request", "body": body, "more_body": False}
+    messages = [{"type": "http.request", "body": each, "more_body": False} for each in bodies]
+    message = messages[0]
 
     async def receive() -> dict[str, Any]:
         return message
@@ -56,7 +71,8 @@ async def per_request(
         return None
 
     started = time.perf_counter()
-    for _ in range(calls):
+    for call in range(calls):
+        message = messages[call % len(messages)]
         await app(scope, receive, send)
     return (time.perf_counter() - started) / calls * 1e6
 
@@ -80,23 +96,36 @@ async def measure(model: str, calls: int, rounds: int) -> dict[str, list[float]]
     project = command[command.index("--dir") + 1]
     workspace = Workspace(Settings.load(project))
     served = workspace.deployments.get("bench").policy
-    workspace.deployments.create_endpoint(
-        "bench-cached",
-        served.primary.pinned_uri,
-        max_batch_size=served.max_batch_size,
-        max_batch_wait_ms=served.max_batch_wait_ms,
-        cache=True,
-    )
+    primary = served.primary.pinned_uri
+    batching = {"max_batch_size": served.max_batch_size}
+    batching["max_batch_wait_ms"] = served.max_batch_wait_ms  # type: ignore[assignment]
+    x, _ = training_data()
+    example = pd.DataFrame(x[:100], columns=FEATURES)
+    other = workspace.registry.register(
+        served.primary.name, fit(model, feature_names=True), input_example=example
+    ).uri
+    arms = [(primary, 90.0), (other, 10.0)]
+    create = workspace.deployments.create_endpoint
+    create("bench-cached", primary, cache=True, **batching)
+    create("bench-arms", primary, arms=arms, **batching)
+    create("bench-shadow", primary, shadows=[other], **batching)
+    create("bench-all", primary, cache=True, arms=arms, **batching)
+    names = ["bench", "bench-cached", "bench-arms", "bench-shadow", "bench-all"]
     _, secret = workspace.keys.create("bench", ["predict"], rate_per_second=1e9, burst=10**9)
     key = [(b"authorization", f"Bearer {secret}".encode())]
-    app = serving_app(workspace, endpoints=["bench", "bench-cached"])
+    app = serving_app(workspace, endpoints=names)
     await app.startup()
-    auth_app = serving_app(workspace, endpoints=["bench"], auth=True)
+    auth_app = serving_app(workspace, endpoints=names, auth=True)
     await auth_app.startup()
     cached_path = path.replace("/bench/", "/bench-cached/")
     thin = make_app(fit(model))
     body = request_body()
     record = orjson.loads(body)["inputs"]
+    # Another record on each of 50,000 calls in turn: a cache never answers one twice in a round.
+    varied = [
+        orjson.dumps({"inputs": {**record, "f0": record["f0"] + n * 1e-9}}) for n in range(50_000)
+    ]
+    routed = [(b"x-keel-routing-key", b"user-42")]
     dataplane = app.dataplane
     runtime = dataplane.runtimes["bench"]
     batcher = runtime._batcher  # the bench reaches inside to replace single pieces
@@ -131,7 +160,17 @@ async def measure(model: str, calls: int, rounds: int) -> dict[str, list[float]]
         "keel without metrics": without_metrics,
         "keel with a constant model": constant_model,
     }
-    extra = ["keel with API keys on", "keel, cache hit"]
+    extra = {
+        "keel with API keys on": (auth_app, path, body, key),
+        "keel, cache hit": (app, cached_path, body, []),
+        "keel, varied records": (app, path, varied, []),
+        "keel, cache miss (varied)": (app, cached_path, varied, []),
+        "keel, 90/10 arms": (app, path.replace("/bench/", "/bench-arms/"), body, routed),
+        "keel, one shadow": (app, path.replace("/bench/", "/bench-shadow/"), body, []),
+        "keel, all on (varied)": (
+            auth_app, path.replace("/bench/", "/bench-all/"), varied, [*key, *routed]
+        ),
+    }  # fmt: skip
     results: dict[str, list[float]] = {
         name: [] for name in ["thin", *variants, *extra, "model alone"]
     }
@@ -142,14 +181,22 @@ async def measure(model: str, calls: int, rounds: int) -> dict[str, list[float]]
             change()
             results[name].append(await per_request(app, path, body, calls))
             restore()
-        results["keel with API keys on"].append(await per_request(auth_app, path, body, calls, key))
-        results["keel, cache hit"].append(await per_request(app, cached_path, body, calls))
+        for name, (target, target_path, payload, headers) in extra.items():
+            results[name].append(await per_request(target, target_path, payload, calls, headers))
+            await asyncio.sleep(0.05)  # mirrored requests still in flight finish outside
         started = time.perf_counter()
         for _ in range(calls):
             runtime._run_batch([[record]])
         results["model alone"].append((time.perf_counter() - started) / calls * 1e6)
     await auth_app.shutdown()
     await app.shutdown()
+    outcomes = [
+        f"{sample.labels['outcome']} {sample.value:.0f}"
+        for family in text_string_to_metric_families(app.metrics.exposition().decode())
+        for sample in family.samples
+        if sample.name == "keel_shadow_requests_total"
+    ]
+    print("shadow outcomes (mirrored requests beyond 256 in flight are dropped):", outcomes)
     return results
 
 

@@ -1,0 +1,32 @@
+-- POSTs the benchmark record with f0 changed on every request, so no two bodies are equal
+-- (a prediction cache misses every time: its full cost, lookup and store), a routing key per
+-- request (10,000 users, for traffic-split arms) and, when given, an API key.
+--
+--   wrk -t1 -c16 -d10s --latency -s bench/wrk_post_varied.lua URL -- BODY_FILE [API_KEY]
+--
+-- BODY_FILE holds {"inputs":{"f0":VALUE,...}} (bench/serving.py writes it).
+
+local counter = 0
+local prefix, suffix
+local headers = {}
+
+function init(args)
+  local file = assert(io.open(args[1], "rb"))
+  local body = file:read("*a")
+  file:close()
+  local first, last = body:find('"f0":[^,}]*')
+  prefix = body:sub(1, first + 4)
+  suffix = body:sub(last + 1)
+  headers["Content-Type"] = "application/json"
+  headers["Host"] = wrk.host .. ":" .. wrk.port
+  if args[2] ~= nil and args[2] ~= "" then
+    headers["Authorization"] = "Bearer " .. args[2]
+  end
+end
+
+function request()
+  counter = counter + 1
+  headers["x-keel-routing-key"] = "user-" .. (counter % 10000)
+  local body = prefix .. string.format("%.9f", counter * 1e-9) .. suffix
+  return wrk.format("POST", nil, headers, body)
+end
