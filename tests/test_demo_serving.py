@@ -51,7 +51,16 @@ def test_serve_demo_serves_from_the_workspace_settings_not_keel_toml(
     assert {row["model_version"] for row in served.rows} == {result.champion}
     assert not any(step.startswith("stopped the server") for step in steps)
     log = LogReader(tmp_path / "project" / "elsewhere" / "log")
-    assert log.query("SELECT count(*) AS n FROM predictions").to_pylist() == [{"n": 8}]
+    # the demo's calls, and the two extra rows after its canary, shadow and fallback steps,
+    # answered by the champion alone again
+    ids = [c.prediction_id for c in served.calls]
+    ids += [row["prediction_id"] for row in extra.json()["predictions"]]
+    found = log.query(
+        "SELECT model, model_version FROM predictions WHERE prediction_id IN "
+        f"({', '.join('?' for _ in ids)}) AND NOT shadow",
+        ids,
+    ).to_pylist()
+    assert found == [{"model": "breast-cancer", "model_version": result.champion}] * 8
     assert not server.is_running(), "the server stops when the block ends"
 
 

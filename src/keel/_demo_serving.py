@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import json
 import shlex
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,10 +24,12 @@ from typing import Any
 
 from keel._demo import MODEL_NAME
 from keel._demo_data import TARGET, Report, diagnoses
+from keel._demo_http import post_json
+from keel._demo_resilience import Resilience, show_resilience
 from keel._demo_server import DemoServer
 from keel._workspace import Workspace
 from keel.config import Settings
-from keel.errors import EndpointExists, ServingError
+from keel.errors import EndpointExists
 from keel.serving import Revision
 from keel.serving._predlog import Compactor, LogReader
 
@@ -72,6 +72,8 @@ class ServedDemo:
     the input ``mean_radius``, ``prediction``, ``p_malignant`` and ``feedback`` (None if none)."""
     example: Record
     """The single patient's request record (its id): the body of the curl commands."""
+    resilience: Resilience
+    """What the canary, shadow and fallback steps saw (see :mod:`keel._demo_resilience`)."""
 
 
 @contextmanager
@@ -89,6 +91,7 @@ def serve_demo(
     with DemoServer(settings, ENDPOINT, port=port) as server:
         report(f"started `keel serve` (pid {server.pid}) at {server.url}, log {server.log_path}")
         calls, example = call_endpoint(workspace, server.url, report)
+        resilience = show_resilience(workspace, server.url, report)
         if not keep_running:
             server.stop()
             compacted = Compactor(log_dir).run_once()
@@ -97,7 +100,7 @@ def serve_demo(
                 f"segment(s) into Parquet under {log_dir}"
             )
         rows = logged_predictions(LogReader(log_dir), [call.prediction_id for call in calls])
-        yield ServedDemo(revision, server, tuple(calls), rows, example)
+        yield ServedDemo(revision, server, tuple(calls), rows, example, resilience)
 
 
 def deploy_champion(workspace: Workspace, report: Report) -> Revision:
@@ -142,11 +145,11 @@ def call_endpoint(workspace: Workspace, url: str, report: Report) -> tuple[list[
         rows = [records[patient] for patient in chosen]
         if api == "V2":
             path, what = V2_PATH, f"one [{len(rows)}] INT64 {ENTITY_KEY} tensor"
-            scores = _v2_scores(_post(url + path, v2_body(rows)))
+            scores = _v2_scores(post_json(url + path, v2_body(rows)))
         else:
             single = len(rows) == 1
             path, what = NATIVE_PATH, "one record" if single else f"{len(rows)} records"
-            scores = _native_scores(_post(url + path, {"inputs": rows[0] if single else rows}))
+            scores = _native_scores(post_json(url + path, {"inputs": rows[0] if single else rows}))
         listing = ", ".join(
             f"patient {patient} p(malignant) {p:.3f}"
             for patient, (_, p) in zip(chosen, scores, strict=True)
@@ -161,7 +164,7 @@ def call_endpoint(workspace: Workspace, url: str, report: Report) -> tuple[list[
         for call in calls
         if call.feedback
     ]
-    answer = _post(url + FEEDBACK_PATH, {"feedback": feedback})
+    answer = post_json(url + FEEDBACK_PATH, {"feedback": feedback})
     report(
         f"POST {FEEDBACK_PATH}: {answer['accepted']} diagnoses attached to their prediction ids "
         f"({len(calls) - len(feedback)} predictions left without)"
@@ -233,21 +236,6 @@ def configured_url(settings: Settings) -> str:
     if host in ("", "0.0.0.0", "::"):  # every interface: loopback among them
         host = "127.0.0.1"
     return f"http://{host}:{settings.serving.port}"
-
-
-def _post(url: str, body: Any) -> Any:
-    request = urllib.request.Request(
-        url, data=json.dumps(body).encode(), headers={"content-type": "application/json"}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        with error:
-            detail = error.read().decode("utf-8", errors="replace")
-        raise ServingError(f"POST {url} answered {error.code}: {detail}") from None
-    except OSError as error:
-        raise ServingError(f"POST {url} failed: {error}") from None
 
 
 def _native_scores(answer: Any) -> list[tuple[str, float]]:

@@ -116,26 +116,33 @@ def test_demo_serves_the_champion_and_logs_its_predictions_with_feedback(
     with open_workspace(demo.project) as workspace:
         revisions = workspace.deployments.history(ENDPOINT)
         log_dir = workspace.settings.project_path(workspace.settings.serving.prediction_log_dir)
-    # created by the first run, re-pinned to the new champion by the second
-    assert [(r.number, r.action) for r in revisions] == [(1, "create"), (2, "set")]
-    assert [r.policy.primary.version for r in revisions] == [
+    # created by the first run, re-pinned to the new champion by the second; each run then
+    # makes four changes of its own (canary, shadow, fallback, back to the champion alone)
+    assert [r.number for r in revisions] == list(range(1, 11))
+    assert [r.action for r in revisions] == ["create"] + ["set"] * 9
+    deployed = [r for r in revisions if r.number in (1, 6)]
+    assert [r.reason for r in deployed] == [
+        "keel demo: serve the champion",
+        "keel demo: serve the new champion",
+    ]
+    assert [r.policy.primary.version for r in deployed] == [
         _champion(demo.first),
         _champion(demo.second),
     ]
     logged = LogReader(log_dir).query(
         "SELECT p.model_version, p.revision, f.value AS feedback FROM predictions p "
-        "LEFT JOIN feedback f USING (prediction_id) ORDER BY p.time"
+        "LEFT JOIN feedback f USING (prediction_id) WHERE p.revision IN (1, 6) ORDER BY p.time"
     )
     rows = logged.to_pylist()
     assert len(rows) == 2 * CALLS
     assert {(row["model_version"], row["revision"]) for row in rows[CALLS:]} == {
-        (_champion(demo.second), 2)
+        (_champion(demo.second), 6)
     }
     assert sum(row["feedback"] is not None for row in rows) == 2 * WITH_FEEDBACK
     assert not list((log_dir / "segments").glob("*")), "the demo compacts the log"
 
     output = demo.second.stdout
-    assert f"endpoint {ENDPOINT} revision 2 serves models:/breast-cancer/" in output
+    assert f"endpoint {ENDPOINT} revision 6 serves models:/breast-cancer/" in output
     assert f"POST /v1/endpoints/{ENDPOINT}/predict, one record: patient {SINGLE_PATIENT} " in output
     assert f"POST /v1/endpoints/{ENDPOINT}/predict, {len(BATCH_PATIENTS)} records: " in output
     assert f"POST /v2/models/{ENDPOINT}/infer, one [2] INT64 patient_id tensor: " in output
@@ -250,3 +257,34 @@ def _run_curl(line: str) -> Any:
     response = httpx.post(url, headers=headers, content=json.dumps(body))
     assert response.status_code == 200, response.text
     return response.json()
+
+
+def test_demo_shows_a_sticky_canary_a_shadow_and_a_fallback_taking_over(demo: DemoRuns) -> None:
+    out = demo.second.stdout
+    [canary] = re.findall(r"^• canary 90/10 by patient_id: (\d+) of 60 .* (\d+) by the challenger"
+                          r".* same model twice: (\w+)$", out, re.MULTILINE)  # fmt: skip
+    [shadow] = re.findall(r"^• shadow: the challenger answered a copy of (\d+) patients", out,
+                          re.MULTILINE)  # fmt: skip
+    [fallback] = re.findall(r"^• fallback: .* (\d+) of 30 requests were still answered, by the "
+                            r"challenger \((.*)\); fault removed", out, re.MULTILINE)  # fmt: skip
+
+    champion, challenger, sticky = canary
+    assert int(champion) + int(challenger) == 60
+    assert 0 < int(challenger) < int(champion)  # about 10 %: 6 expected
+    assert sticky == "True"
+    assert shadow == "40"
+    assert fallback[0] == "30"
+    reasons = dict(part.split(" ")[::-1] for part in fallback[1].split(", "))
+    assert set(reasons) == {"model_error", "breaker_open"}  # the breaker opened
+    keel = Keel(CliRunner(), demo.project)
+    endpoint = keel.json("endpoints", "show", ENDPOINT)
+    policy = endpoint["revision"]["policy"] if "revision" in endpoint else endpoint["policy"]
+    assert policy["primary"]["name"] == "breast-cancer"  # back to the champion alone
+    assert (policy["arms"], policy["shadows"], policy["fallback"]) == ([], [], None)
+    with open_workspace(demo.project) as workspace:
+        logged = (
+            LogReader(workspace.settings.project_path(".keel/predictions"))
+            .query("SELECT count(*) AS n FROM predictions WHERE shadow")
+            .to_pylist()
+        )
+    assert logged[0]["n"] >= 40
