@@ -492,3 +492,20 @@ def test_keel_serve_answers_over_http(
     logged = LogReader(log_dir).query("SELECT prediction_id FROM predictions").to_pylist()
     assert set(ids) <= {row["prediction_id"] for row in logged}
     assert len(logged) == 3
+
+
+async def test_a_request_with_more_records_than_the_limit_is_a_413_before_any_work(
+    app: ServingApp, client: httpx.AsyncClient
+) -> None:
+    app.dataplane.max_request_rows = 3
+
+    at_limit = await client.post("/v1/endpoints/churn/predict", json={"inputs": [ROW] * 3})
+    over = await client.post("/v1/endpoints/churn/predict", json={"inputs": [ROW] * 4})
+    columns = {name: [value] * 4 for name, value in ROW.items()}
+    over_as_columns = await client.post("/v1/endpoints/churn/predict", json={"inputs": columns})
+
+    assert at_limit.status_code == 200
+    for answer in (over, over_as_columns):
+        assert answer.status_code == 413
+        assert answer.json()["code"] == "too_many_rows"
+        assert "limit of 3" in answer.json()["error"]

@@ -35,6 +35,10 @@ from keel.serving._shadow import MirroredRequest
 
 logger = logging.getLogger(__name__)
 
+MAX_REQUEST_ROWS = 10_000
+"""Default of ``[serving] max_request_rows``: a request's records are validated and held in
+memory together, so one huge request must not stall every other one."""
+
 
 class Problem(Exception):
     """A request that cannot be answered normally: its status, a machine-readable ``code``,
@@ -96,8 +100,12 @@ class Dataplane:
         runtimes: Mapping[str, EndpointRuntime],
         log: PredictionLog,
         metrics: ServingMetrics,
+        *,
+        max_request_rows: int = MAX_REQUEST_ROWS,
     ) -> None:
         self.runtimes = dict(runtimes)
+        self.max_request_rows = max_request_rows
+        """Records one request may carry at most (more: 413, before any work is done)."""
         self.log = log
         self.metrics = metrics
         self.cache: PredictionCache | None = None
@@ -119,6 +127,14 @@ class Dataplane:
         request is mirrored to them once answered (see :mod:`keel.serving._shadow`)."""
         if not records:
             raise Problem(422, "empty_batch", "inputs hold no records: send at least one")
+        if len(records) > self.max_request_rows:
+            raise Problem(
+                413,
+                "too_many_rows",
+                f"the request holds {len(records)} records, more than the server's limit of "
+                f"{self.max_request_rows} a request: split it, or raise [serving] "
+                "max_request_rows",
+            )
         endpoint, arm, router = runtime, None, runtime.router
         if router is not None:
             field = runtime.policy.routing_field
