@@ -481,3 +481,49 @@ def test_a_version_an_endpoint_serves_cannot_be_archived(
         workspace.registry.transition("churn", 2, "archived")
     assert workspace.registry.get_version("churn", 2).status == "candidate"
     workspace.registry.transition("churn", 3, "archived")  # not served: allowed
+
+
+def test_an_endpoint_set_from_an_alias_follows_it_when_it_moves(
+    workspace: Workspace, deployments: DeploymentStore
+) -> None:
+    deployments.create_endpoint("churn", "models:/churn@champion")
+    workspace.registry.set_alias("churn", "champion", 2)
+
+    followed = deployments.follow_aliases("churn")
+    again = deployments.follow_aliases("churn")
+
+    assert followed is not None
+    assert (followed.number, followed.action) == (2, "follow")
+    assert followed.policy.primary == PinnedModel("churn", 2, "models:/churn@champion")
+    assert followed.reason == "following models:/churn@champion (1 -> 2)"
+    assert again is None  # nothing left to move: no revision written
+    assert [a.action for a in _audit(workspace, "churn")] == ["create", "follow"]
+
+
+def test_models_set_from_a_version_uri_never_follow_an_alias(
+    workspace: Workspace, deployments: DeploymentStore
+) -> None:
+    workspace.registry.set_alias("churn", "champion", 2)
+    deployments.create_endpoint(
+        "churn", "models:/churn/1", arms=[("models:/churn/1", 90), ("models:/churn@champion", 10)]
+    )
+    workspace.registry.set_alias("churn", "champion", 3)
+
+    followed = deployments.follow_aliases("churn")
+
+    assert followed is not None
+    assert followed.policy.primary == V1
+    assert [(a.model.version, a.weight) for a in followed.policy.arms] == [(1, 90), (3, 10)]
+    assert deployments.follow_aliases("churn") is None
+
+
+def test_an_alias_moved_to_an_unservable_version_is_refused_and_the_endpoint_stays(
+    workspace: Workspace, deployments: DeploymentStore
+) -> None:
+    deployments.create_endpoint("churn", "models:/churn@champion", shadows=["models:/churn/2"])
+    workspace.registry.set_alias("churn", "champion", 2)  # the primary would repeat the shadow
+
+    with pytest.raises(InvalidPolicy, match="repeats models:/churn/2"):
+        deployments.follow_aliases("churn")
+
+    assert deployments.get("churn").revision.number == 1

@@ -12,28 +12,40 @@ import builtins
 import dataclasses
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import exc
-from sqlalchemy.engine import Connection, Row
+from sqlalchemy.engine import Connection
 
 from keel.errors import (
     DeploymentError,
     EndpointExists,
     EndpointNotFound,
     InvalidPolicy,
-    ModelVersionNotFound,
-    RevisionNotFound,
 )
-from keel.registry import ARCHIVED, ModelRef, Registry
-from keel.registry._rows import audit, lock_model
+from keel.registry import ModelRef, Registry
+from keel.registry._rows import audit
 from keel.serving._policy import (
     Arm,
     DefaultPrediction,
     PinnedModel,
     TrafficPolicy,
+)
+from keel.serving._revisions import (  # Endpoint and Revision re-exported: they are its API
+    Endpoint as Endpoint,
+)
+from keel.serving._revisions import (
+    Revision as Revision,
+)
+from keel.serving._revisions import (
+    check_servable,
+    endpoint_from_row,
+    endpoints_query,
+    lock_current,
+    read_revision,
+    require_endpoint,
+    revision_from_row,
 )
 from keel.store import MetadataStore, now
 from keel.store import _tables as t
@@ -41,7 +53,7 @@ from keel.store import _tables as t
 # Endpoint names follow the model-name rule: they appear in URLs and on the command line.
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,254}$")
 
-CREATE, SET, ROLLBACK = "create", "set", "rollback"
+CREATE, SET, ROLLBACK, FOLLOW = "create", "set", "rollback", "follow"
 
 
 def check_endpoint_name(name: str) -> str:
@@ -51,58 +63,6 @@ def check_endpoint_name(name: str) -> str:
             "starting with a letter or digit"
         )
     return name
-
-
-# -- records ---------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Revision:
-    """One numbered, immutable state of an endpoint's deployment."""
-
-    endpoint: str
-    number: int
-    policy: TrafficPolicy
-    action: str
-    """How it was made: create, set or rollback."""
-    created_at: float
-    created_by: str
-    reason: str | None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "endpoint": self.endpoint,
-            "number": self.number,
-            "action": self.action,
-            "policy": self.policy.to_dict(),
-            "created_at": self.created_at,
-            "created_by": self.created_by,
-            "reason": self.reason,
-        }
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """A named endpoint and its live revision."""
-
-    name: str
-    description: str | None
-    created_at: float
-    created_by: str
-    revision: Revision
-
-    @property
-    def policy(self) -> TrafficPolicy:
-        return self.revision.policy
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "description": self.description,
-            "created_at": self.created_at,
-            "created_by": self.created_by,
-            "revision": self.revision.to_dict(),
-        }
 
 
 # -- the store -------------------------------------------------------------------------------------
@@ -169,7 +129,7 @@ class DeploymentStore:
             ).first()
             if exists is not None:
                 raise EndpointExists(name)
-            _check_servable(connection, policy, None)
+            check_servable(connection, policy, None)
             try:
                 connection.execute(
                     t.endpoints.insert().values(
@@ -206,7 +166,7 @@ class DeploymentStore:
             None if isinstance(shadows, _Keep) else tuple(self._pin(uri) for uri in shadows)
         )
         with self._store.write() as connection:
-            current = _lock_current(connection, name)
+            current = lock_current(connection, name)
             policy = current.policy
             if primary is not None:
                 policy = dataclasses.replace(policy, primary=primary)
@@ -219,14 +179,14 @@ class DeploymentStore:
             policy = policy.with_options(**options)
             if policy == current.policy:
                 return current
-            _check_servable(connection, policy, current.policy)
+            check_servable(connection, policy, current.policy)
             return self._advance(connection, current, policy, SET, reason)
 
     def rollback(self, name: str, to: int | None = None, *, reason: str | None = None) -> Revision:
         """A new revision whose policy is that of revision ``to`` (default: the one before the
         current one). The recorded reason starts with "rollback to revision N"."""
         with self._store.write() as connection:
-            current = _lock_current(connection, name)
+            current = lock_current(connection, name)
             if to is None and current.number == 1:
                 raise DeploymentError(
                     f"endpoint '{name}' has only revision 1: there is nothing to roll back to"
@@ -236,44 +196,66 @@ class DeploymentStore:
                 raise DeploymentError(
                     f"revision {target_number} is already the live revision of endpoint '{name}'"
                 )
-            target = _read_revision(connection, name, target_number, current.number)
+            target = read_revision(connection, name, target_number, current.number)
             if target.policy == current.policy:
                 return current
-            _check_servable(connection, target.policy, current.policy)
+            check_servable(connection, target.policy, current.policy)
             why = f"rollback to revision {target_number}" + (f": {reason}" if reason else "")
             return self._advance(connection, current, target.policy, ROLLBACK, why)
+
+    def follow_aliases(self, name: str) -> Revision | None:
+        """Re-pin the models of ``name``'s live policy that were set from an alias
+        (``models:/churn@champion``) and whose alias now points at another version: a new
+        revision (action ``follow``, audited, its reason naming each move); None when every
+        alias still points where it did. A model set from a version URI never moves.
+
+        Every server process calls it as it polls for revisions, so moving an alias
+        (``keel models alias``, or ``registry.set_alias`` from any process) reaches the
+        endpoints that follow it. Concurrent calls write one revision: the others find, with
+        the endpoint's row locked, nothing left to move."""
+        if not self._followed(self.get(name).policy)[1]:  # only reads, when nothing moved
+            return None
+        with self._store.write() as connection:
+            current = lock_current(connection, name)
+            policy, moves = self._followed(current.policy)
+            if not moves:
+                return None
+            check_servable(connection, policy, current.policy)
+            return self._advance(
+                connection, current, policy, FOLLOW, "following " + ", ".join(moves)
+            )
 
     # -- reading ---------------------------------------------------------------------------------
 
     def get(self, name: str) -> Endpoint:
         with self._store.read() as connection:
-            row = connection.execute(_endpoints_query().where(t.endpoints.c.name == name)).first()
+            row = connection.execute(endpoints_query().where(t.endpoints.c.name == name)).first()
         if row is None:
             raise EndpointNotFound(name)
-        return _endpoint_from_row(row)
+        return endpoint_from_row(row)
 
     def list(self) -> builtins.list[Endpoint]:
         """Every endpoint with its live revision, by name."""
         with self._store.read() as connection:
-            rows = connection.execute(_endpoints_query().order_by(t.endpoints.c.name)).all()
-        return [_endpoint_from_row(row) for row in rows]
+            rows = connection.execute(endpoints_query().order_by(t.endpoints.c.name)).all()
+        return [endpoint_from_row(row) for row in rows]
 
     def history(self, name: str) -> builtins.list[Revision]:
         """Every revision of the endpoint, oldest first."""
         revisions = t.deployment_revisions
         with self._store.read() as connection:
-            _require_endpoint(connection, name)
+            require_endpoint(connection, name)
             rows = connection.execute(
                 sa.select(revisions)
                 .where(revisions.c.endpoint == name)
                 .order_by(revisions.c.revision)
             ).all()
-        return [_revision_from_row(row) for row in rows]
+        return [revision_from_row(row) for row in rows]
 
     def revision(self, name: str, number: int) -> Revision:
         with self._store.read() as connection:
-            current = _require_endpoint(connection, name)
-            return _read_revision(connection, name, number, current)
+            current = require_endpoint(connection, name)
+            return read_revision(connection, name, number, current)
 
     def changed_since(self, name: str, revision: int) -> Revision | None:
         """The live revision if it is not ``revision``, else None: what a server polls to pick
@@ -296,7 +278,7 @@ class DeploymentStore:
             row = connection.execute(query).first()
         if row is None:
             raise EndpointNotFound(name)
-        return None if row.revision is None else _revision_from_row(row)
+        return None if row.revision is None else revision_from_row(row)
 
     # -- internals -------------------------------------------------------------------------------
 
@@ -313,6 +295,22 @@ class DeploymentStore:
 
     def _arms(self, arms: Sequence[tuple[str, float]]) -> tuple[Arm, ...]:
         return tuple(Arm(model=self._pin(uri), weight=weight) for uri, weight in arms)
+
+    def _followed(self, policy: TrafficPolicy) -> tuple[TrafficPolicy, builtins.list[str]]:
+        """``policy`` with its alias-set models re-pinned where their aliases point now, and
+        a ``"models:/churn@champion (3 -> 4)"`` for each that moved."""
+        moves: list[str] = []
+
+        def follow(model: PinnedModel) -> PinnedModel:
+            if ModelRef.parse(model.uri).alias is None:
+                return model
+            now = self._pin(model.uri)
+            if (now.name, now.version) == (model.name, model.version):
+                return model
+            moves.append(f"{model.uri} ({model.version} -> {now.version})")
+            return now
+
+        return policy.map_models(follow), moves
 
     def _pin(self, uri: str) -> PinnedModel:
         ref = ModelRef.parse(uri)
@@ -379,122 +377,3 @@ class DeploymentStore:
             reason,
         )
         return revision
-
-
-def _lock_current(connection: Connection, name: str) -> Revision:
-    """The live revision, with the endpoint's row locked until the transaction ends (on SQLite
-    the write transaction, begun IMMEDIATE, already serialises writers)."""
-    current = connection.execute(
-        sa.select(t.endpoints.c.current_revision)
-        .where(t.endpoints.c.name == name)
-        .with_for_update()
-    ).scalar()
-    if current is None:
-        raise EndpointNotFound(name)
-    return _read_revision(connection, name, current, current)
-
-
-def _require_endpoint(connection: Connection, name: str) -> int:
-    current = connection.execute(
-        sa.select(t.endpoints.c.current_revision).where(t.endpoints.c.name == name)
-    ).scalar()
-    if current is None:
-        raise EndpointNotFound(name)
-    return int(current)
-
-
-def _read_revision(connection: Connection, name: str, number: int, current: int) -> Revision:
-    revisions = t.deployment_revisions
-    row = connection.execute(
-        sa.select(revisions).where(revisions.c.endpoint == name, revisions.c.revision == number)
-    ).first()
-    if row is None:
-        raise RevisionNotFound(name, number, current)
-    return _revision_from_row(row)
-
-
-def _check_servable(
-    connection: Connection, policy: TrafficPolicy, previous: TrafficPolicy | None
-) -> None:
-    """Refuse archived versions among those the change starts serving (their models' rows are
-    locked, in name order so two changes cannot deadlock, so none is archived meanwhile), and
-    feature lookups for a primary version trained without the feature store."""
-    already = {(m.name, m.version) for m in previous.models()} if previous else set()
-    new = sorted({(m.name, m.version) for m in policy.models()} - already)
-    versions = t.model_versions
-    for name, version in new:
-        lock_model(connection, name)
-        status = connection.execute(
-            sa.select(versions.c.status).where(
-                versions.c.name == name, versions.c.version == version
-            )
-        ).scalar()
-        if status is None:
-            raise ModelVersionNotFound(name, version)
-        if status == ARCHIVED:
-            raise DeploymentError(
-                f"model '{name}' version {version} is archived and cannot be served: restore "
-                f"it to candidate (`keel models transition {name} {version} candidate`) or "
-                "pick another version"
-            )
-    primary = policy.primary
-    if policy.features and (
-        previous is None or (previous.primary, previous.features) != (primary, True)
-    ):
-        lineage = connection.execute(
-            sa.select(versions.c.features).where(
-                versions.c.name == primary.name, versions.c.version == primary.version
-            )
-        ).scalar()
-        if not lineage:
-            raise InvalidPolicy(
-                "features",
-                f"cannot be on: {primary.pinned_uri} records no feature-store features it was "
-                "trained on, so there is nothing to look up for its requests",
-            )
-
-
-def _endpoints_query() -> sa.Select[Any]:
-    endpoints, revisions = t.endpoints, t.deployment_revisions
-    return sa.select(
-        endpoints.c.name,
-        endpoints.c.description,
-        endpoints.c.created_at.label("endpoint_created_at"),
-        endpoints.c.created_by.label("endpoint_created_by"),
-        revisions,
-    ).join(
-        revisions,
-        sa.and_(
-            revisions.c.endpoint == endpoints.c.name,
-            revisions.c.revision == endpoints.c.current_revision,
-        ),
-    )
-
-
-def _endpoint_from_row(row: Row[Any]) -> Endpoint:
-    return Endpoint(
-        name=row.name,
-        description=row.description,
-        created_at=row.endpoint_created_at,
-        created_by=row.endpoint_created_by,
-        revision=_revision_from_row(row),
-    )
-
-
-def _revision_from_row(row: Row[Any]) -> Revision:
-    try:
-        policy = TrafficPolicy.from_dict(row.policy)
-    except InvalidPolicy as error:
-        raise DeploymentError(
-            f"endpoint '{row.endpoint}' revision {row.revision} has an unreadable policy "
-            f"({error}); was it written by a newer keel?"
-        ) from error
-    return Revision(
-        endpoint=row.endpoint,
-        number=row.revision,
-        policy=policy,
-        action=row.action,
-        created_at=row.created_at,
-        created_by=row.created_by,
-        reason=row.reason,
-    )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -187,6 +187,18 @@ class TrafficPolicy:
         if isinstance(self.fallback, PinnedModel):
             found.append(self.fallback)
         return found
+
+    def map_models(self, change: Callable[[PinnedModel], PinnedModel]) -> TrafficPolicy:
+        """A copy with every model (primary, shadows, arms, fallback) replaced by
+        ``change(model)``, validated again."""
+        fallback = self.fallback
+        return dataclasses.replace(
+            self,
+            primary=change(self.primary),
+            shadows=tuple(change(shadow) for shadow in self.shadows),
+            arms=tuple(Arm(model=change(arm.model), weight=arm.weight) for arm in self.arms),
+            fallback=change(fallback) if isinstance(fallback, PinnedModel) else fallback,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict; :meth:`from_dict` reads it back to an equal policy."""
