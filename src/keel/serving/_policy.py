@@ -33,9 +33,10 @@ class PinnedModel:
 
         PinnedModel(name="churn", version=3, uri="models:/churn@champion")
 
-    ``uri`` is what it was set from and ``version`` what that resolved to at the time: moving
-    the alias afterwards does not change what the endpoint serves; setting the endpoint again
-    from the same URI picks up the alias's new version.
+    ``uri`` is what it was set from and ``version`` what that resolved to at the time. A
+    revision always serves exactly its pinned versions; when an alias it was set from moves,
+    the serving processes write the next revision, re-pinned (``follow_aliases``), so what
+    served when stays on record. A version URI never moves.
     """
 
     name: str
