@@ -193,7 +193,7 @@ class MemoryCache(PredictionCache):
 # -- Redis -----------------------------------------------------------------------------------------
 
 
-def _display_url(url: str) -> str:
+def display_url(url: str) -> str:
     """``url`` without its password (what logs and /readyz show)."""
     parts = urlsplit(url)
     if parts.password is None:
@@ -273,7 +273,7 @@ class RedisCache(PredictionCache):
         prefix = query.pop("prefix", "keel-cache")
         if not prefix or any(char in prefix for char in "*?[]\\"):
             raise ConfigError(f"prediction cache prefix '{prefix}' must be non-empty, no * ? [ ]")
-        self.url = _display_url(url)
+        self.url = display_url(url)
         self._prefix = prefix.encode() + b":"
         try:
             self._client: redis.asyncio.Redis = redis.asyncio.Redis.from_url(
@@ -489,7 +489,7 @@ def open_cache(
     backend = _BACKENDS.get(scheme)
     if backend is None:
         raise ConfigError(
-            f"'{_display_url(url or '')}' names no prediction cache: use memory or a redis:// URL"
+            f"'{display_url(url or '')}' names no prediction cache: use memory or a redis:// URL"
         )
     if backend == "memory":
         return MemoryCache(max_entries=max_entries, ttl_seconds=ttl_seconds)

@@ -9,6 +9,10 @@ Why a plain SHA-256 and not bcrypt/argon2: slow, salted hashes exist to make gue
 at any hashing speed, so a slow hash would buy nothing and cost milliseconds of CPU per request;
 SHA-256 keeps authentication around a microsecond. The stored and computed digests are compared
 with :func:`hmac.compare_digest`, so the comparison time says nothing about where they differ.
+
+The database is a dependency the request path must survive losing: while it cannot be reached,
+keys verified before keep working from memory (see :class:`KeyStore`), so an outage of the
+metadata store does not turn into an outage of the server.
 """
 
 from __future__ import annotations
@@ -31,7 +35,14 @@ import sqlalchemy as sa
 from sqlalchemy import exc
 from sqlalchemy.engine import Connection, Row
 
-from keel.errors import ApiKeyError, ApiKeyExists, ApiKeyNotFound, InvalidApiKey, MissingScope
+from keel.errors import (
+    ApiKeyError,
+    ApiKeyExists,
+    ApiKeyNotFound,
+    InvalidApiKey,
+    MetadataStoreError,
+    MissingScope,
+)
 from keel.registry._rows import audit
 from keel.store import MetadataStore, now
 from keel.store import _tables as t
@@ -54,6 +65,8 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,254}$")
 
 DEFAULT_CACHE_TTL = 5.0
 DEFAULT_CACHE_SIZE = 10_000
+DEFAULT_MAX_STALE = 3600.0
+DEFAULT_RETRY_SECONDS = 1.0
 
 
 def hash_secret(secret: str) -> str:
@@ -146,6 +159,14 @@ class KeyStore:
     for at most ``cache_ttl`` seconds after the revocation commits (revoking through this
     object drops it from this cache at once). Expiry is checked on every call, cached or not,
     so an expired key stops at its ``expires_at``.
+
+    **When the database cannot be reached**, a key verified less than ``max_stale`` seconds ago
+    is still answered from memory (a key never verified cannot be, and the error is raised).
+    For ``retry_seconds`` after a failure the database is not asked at all (:meth:`cached`
+    answers those keys without I/O), so an outage costs one failed query per interval, not one
+    per request. The price is the revocation bound: a key revoked elsewhere during an outage
+    keeps working here until the database answers again. The outage and its end are logged,
+    and :meth:`status` says whether keys are being answered from memory.
     """
 
     def __init__(
@@ -155,16 +176,25 @@ class KeyStore:
         *,
         cache_ttl: float = DEFAULT_CACHE_TTL,
         cache_size: int = DEFAULT_CACHE_SIZE,
+        max_stale: float = DEFAULT_MAX_STALE,
+        retry_seconds: float = DEFAULT_RETRY_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
         self._actor = actor
         self._ttl = cache_ttl
         self._cache_size = cache_size
+        self._max_stale = max(max_stale, cache_ttl)
+        self._retry_seconds = retry_seconds
         self._clock = clock
-        # secret hash -> (record, monotonic time it was verified against the database)
+        # secret hash -> (record, monotonic time it was verified against the database); kept
+        # past cache_ttl (up to max_stale) to answer while the database cannot be reached
         self._cache: OrderedDict[str, tuple[KeyRecord, float]] = OrderedDict()
         self._lock = threading.Lock()
+        self._down_until: float | None = None
+        """While the database is failing: until when it is not asked again."""
+        self._last_error: str | None = None
+        self._stale_answers = 0
 
     # -- changing --------------------------------------------------------------------------------
 
@@ -270,8 +300,10 @@ class KeyStore:
     # -- the request path ------------------------------------------------------------------------
 
     def cached(self, secret: str) -> KeyRecord | None:
-        """The key for ``secret`` if it was verified less than ``cache_ttl`` seconds ago and
-        has not expired since; None when the answer needs the database (or the key is bad).
+        """The key for ``secret`` if it was verified less than ``cache_ttl`` seconds ago (less
+        than ``max_stale`` while the database fails, within ``retry_seconds`` of its last
+        failure) and has not expired since; None when the answer needs the database (or the key
+        is bad).
         Never does I/O: an async server can call this on its loop and go to a thread for
         :meth:`authenticate` only on a miss."""
         if not isinstance(secret, str):
@@ -282,9 +314,15 @@ class KeyStore:
             if entry is None:
                 return None
             record, verified = entry
-            if self._clock() - verified >= self._ttl:
+            current = self._clock()
+            age = current - verified
+            if age >= self._max_stale:
                 del self._cache[digest]
                 return None
+            if age >= self._ttl:
+                if self._down_until is None or current >= self._down_until:
+                    return None  # ask the database (kept in case it cannot answer)
+                self._stale_answers += 1
         if record.status() != ACTIVE:
             return None
         return record
@@ -292,7 +330,9 @@ class KeyStore:
     def authenticate(self, secret: str) -> KeyRecord:
         """The active key ``secret`` belongs to, or :class:`InvalidApiKey` (unknown, malformed,
         revoked or expired: one message; the reason goes to the ``keel.serving.keys`` log with
-        the key id, never the secret). Answers from the cache when it can (see the class)."""
+        the key id, never the secret). Answers from the cache when it can, and from what it
+        verified before when the database cannot be reached (see the class); raises
+        :class:`MetadataStoreError` when neither can answer."""
         match = _SECRET.match(secret) if isinstance(secret, str) else None
         if match is None:
             raise _rejected("malformed", None)
@@ -302,15 +342,21 @@ class KeyStore:
         key_id = match.group(1)
         digest = hash_secret(secret)
         keys = t.api_keys
-        with self._store.read() as connection:
-            row = connection.execute(sa.select(keys).where(keys.c.id == key_id)).first()
+        try:
+            with self._store.read() as connection:
+                row = connection.execute(sa.select(keys).where(keys.c.id == key_id)).first()
+        except MetadataStoreError as error:
+            return self._stale(digest, error)
+        self._answered()
         # Compare even when the id is unknown, so an unknown id takes as long as a wrong secret.
         stored = row.secret_hash if row is not None else "0" * 64
         if not hmac.compare_digest(digest, stored) or row is None:
+            self._forget(digest)
             raise _rejected("unknown", key_id)
         record = _record_from_row(row)
         status = record.status()
         if status != ACTIVE:
+            self._forget(digest)  # so no later outage brings a revoked key back
             raise _rejected(status, key_id)
         with self._lock:
             self._cache[digest] = (record, self._clock())
@@ -318,6 +364,53 @@ class KeyStore:
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
         return record
+
+    def status(self) -> dict[str, Any]:
+        """For ``/readyz``: whether keys are being answered from memory because the database
+        fails, its last error, and how many requests were answered so (since start)."""
+        with self._lock:
+            return {
+                "database_reachable": self._down_until is None,
+                "last_error": self._last_error,
+                "stale_answers": self._stale_answers,
+                "cached_keys": len(self._cache),
+            }
+
+    # -- the database failing ----------------------------------------------------------------------
+
+    def _stale(self, digest: str, error: MetadataStoreError) -> KeyRecord:
+        """The key last verified under ``digest``, while the database fails; or ``error``."""
+        with self._lock:
+            first = self._down_until is None
+            self._down_until = self._clock() + self._retry_seconds
+            self._last_error = str(error)
+            entry = self._cache.get(digest)
+            usable = entry is not None and self._clock() - entry[1] < self._max_stale
+            if usable:
+                self._stale_answers += 1
+        if first:
+            logger.warning(
+                "API keys: the metadata database fails (%s); keys verified in the last %g s "
+                "keep working until it answers again",
+                error,
+                self._max_stale,
+            )
+        if entry is None or not usable or entry[0].status() != ACTIVE:
+            raise error
+        return entry[0]
+
+    def _answered(self) -> None:
+        if self._down_until is None:  # the usual case: no lock taken
+            return
+        with self._lock:
+            if self._down_until is None:
+                return
+            self._down_until = None
+        logger.info("API keys: the metadata database answers again")
+
+    def _forget(self, digest: str) -> None:
+        with self._lock:
+            self._cache.pop(digest, None)
 
 
 # -- helpers ---------------------------------------------------------------------------------------

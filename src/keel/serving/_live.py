@@ -21,7 +21,9 @@ runtime is drained and closed.
 **Failures.** A revision whose model fails to load is not switched to: the old one keeps
 serving, the failure is logged and shown in :meth:`status`, and loading that revision is retried
 only after ``retry_seconds``. When the metadata store cannot be reached, the endpoints keep
-their last known revision and the watcher keeps polling, so it catches up on its own.
+their last known revision and the watcher keeps polling, so it catches up on its own; a load
+that failed only because the store went away meanwhile (the registry reads the version's row)
+is the store's failure, not the revision's, and is tried again at the next poll.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from keel.errors import MetadataStoreError
 from keel.serving._deployments import Endpoint, Revision
 from keel.serving._runtime import EndpointRuntime
 
@@ -55,6 +58,8 @@ class _Watch:
     error: str | None = None
     """The last problem: the metadata store unreachable, or a revision that failed to load."""
     failed_revision: int | None = None
+    store_failing: bool = False
+    """The last problem is the metadata store's: it clears once the store answers."""
     retry_at: float = 0.0
     switches: int = 0
     kept: list[tuple[EndpointRuntime, float]] = field(default_factory=list)
@@ -153,17 +158,13 @@ class RevisionWatcher:
                 self._deployments.changed_since, name, current.revision
             )
         except Exception as error:  # unreachable store, endpoint deleted: keep serving
-            message = f"cannot read the live revision: {type(error).__name__}: {error}"
-            if watch.error != message:
-                logger.warning(
-                    "endpoint '%s': %s; serving revision %d", name, message, current.revision
-                )
-            watch.error = message
+            self._store_failed(name, watch, "cannot read the live revision", error, current)
             return
         watch.checked_at = self._clock()
-        if watch.error is not None and watch.error.startswith("cannot read"):
+        if watch.store_failing:
             logger.info("endpoint '%s': the metadata store answers again", name)
             watch.error = None
+            watch.store_failing = False
         if revision is None:
             return
         if revision.number == watch.failed_revision and self._clock() < watch.retry_at:
@@ -182,6 +183,11 @@ class RevisionWatcher:
             runtime = self._make_runtime(dataclasses.replace(current.endpoint, revision=revision))
             try:
                 await asyncio.to_thread(runtime.load)
+            except MetadataStoreError as error:  # not the revision's fault: retry next poll
+                await runtime.aclose()
+                what = f"cannot load revision {revision.number}"
+                self._store_failed(name, watch, what, error, current)
+                return
             except Exception as error:
                 watch.failed_revision = revision.number
                 watch.retry_at = self._clock() + self.retry_seconds
@@ -198,6 +204,7 @@ class RevisionWatcher:
         watch.switches += 1
         watch.failed_revision = None
         watch.error = None
+        watch.store_failing = False
         logger.info(
             "endpoint '%s': switched from revision %d to %d (%s)%s",
             name,
@@ -208,6 +215,18 @@ class RevisionWatcher:
         )
         if self.on_switch is not None:
             self.on_switch(runtime)
+
+    def _store_failed(
+        self, name: str, watch: _Watch, what: str, error: Exception, current: EndpointRuntime
+    ) -> None:
+        """The store failed (or the endpoint is gone): keep serving, say so once."""
+        message = f"{what}: {type(error).__name__}: {error}"
+        if watch.error != message:
+            logger.warning(
+                "endpoint '%s': %s; serving revision %d", name, message, current.revision
+            )
+        watch.error = message
+        watch.store_failing = True
 
     async def _expire_kept(self) -> None:
         now = self._clock()

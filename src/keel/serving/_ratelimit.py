@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from keel.errors import ConfigError
+from keel.serving._cache import display_url
 
 if TYPE_CHECKING:
     import redis
@@ -53,6 +54,11 @@ class RateLimiter(Protocol):
 
     def close(self) -> None:
         """Release connections; called when the server shuts down."""
+        ...
+
+    def status(self) -> dict[str, Any]:
+        """What ``/readyz`` shows: the backend, and for a shared one whether it is reachable
+        (when not, each process limits on its own). Must not do I/O."""
         ...
 
 
@@ -106,6 +112,9 @@ class MemoryLimiter:
     def close(self) -> None:
         with self._lock:
             self._buckets.clear()
+
+    def status(self) -> dict[str, Any]:
+        return {"backend": "memory", "buckets": len(self._buckets)}
 
 
 # KEYS[1]: the bucket (a hash of tokens and the time they were counted at).
@@ -193,6 +202,8 @@ class RedisLimiter:
         except ValueError as error:
             raise ConfigError(f"the rate limiter's Redis URL is not valid: {error}") from None
         self._script = self._client.register_script(_TAKE)
+        self.url = display_url(url)
+        self._last_error: str | None = None
         self._prefix = f"{prefix}:ratelimit:"
         self._clock = clock
         self._fallback = fallback if fallback is not None else MemoryLimiter()
@@ -230,6 +241,7 @@ class RedisLimiter:
             first = not self._degraded
             self._degraded = True
             self._down_until = time.monotonic() + self._retry_interval
+            self._last_error = f"{type(error).__name__}: {error}"
         if first:
             logger.warning(
                 "rate limiter: Redis failed (%s: %s); limiting in this process until it answers",
@@ -245,3 +257,12 @@ class RedisLimiter:
     def close(self) -> None:
         self._client.close()
         self._fallback.close()
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "backend": "redis",
+            "url": self.url,
+            "reachable": not self._degraded,
+            "last_error": self._last_error,
+            "fallbacks": self.fallbacks,
+        }
