@@ -7,6 +7,8 @@ Routes (``{name}`` is an endpoint, ``{v}`` its model version)::
 
     GET  /healthz  /readyz  /metrics  /openapi.json  /docs                 (_openapi)
     POST /v1/endpoints/{name}/predict   /v1/endpoints/{name}/feedback        (_native)
+    GET  /v1/endpoints  /v1/endpoints/{name}                                  (_admin)
+    POST /v1/endpoints/{name}/rollback   PUT /v1/endpoints/{name}/arms
     GET  /v2/health/live  /v2/health/ready                                    (_v2)
     GET  /v2/models/{name}[/versions/{v}]   .../ready
     POST /v2/models/{name}[/versions/{v}]/infer
@@ -29,11 +31,11 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from keel.serving import _native, _openapi, _v2
+from keel.serving import _admin, _native, _openapi, _v2
 from keel.serving._auth import Guard
 from keel.serving._cache import PredictionCache
 from keel.serving._dataplane import Dataplane, Problem
@@ -43,6 +45,10 @@ from keel.serving._metrics import CONTENT_TYPE
 from keel.serving._predlog import Compactor
 from keel.serving._routing import routing_key
 from keel.serving._runtime import EndpointRuntime
+
+if TYPE_CHECKING:
+    from keel.serving._deployments import DeploymentStore
+    from keel.serving._keys import KeyRecord
 
 logger = logging.getLogger(__name__)
 
@@ -54,16 +60,22 @@ Send = Callable[[Message], Awaitable[None]]
 
 class _Request:
     """What a handler gets: the path parameters and the raw body; it names the endpoint and
-    model version it served so the request is counted under them."""
+    model version it served so the request is counted under them. ``key`` is the API key the
+    request was authenticated with (None on an open route, or with auth off)."""
 
-    __slots__ = ("api", "body", "endpoint", "headers", "params", "version")
+    __slots__ = ("api", "body", "endpoint", "headers", "key", "params", "version")
 
     def __init__(
-        self, params: list[str], body: bytes, headers: list[tuple[bytes, bytes]] | None = None
+        self,
+        params: list[str],
+        body: bytes,
+        headers: list[tuple[bytes, bytes]] | None = None,
+        key: KeyRecord | None = None,
     ) -> None:
         self.params = params
         self.body = body
         self.headers = headers or []
+        self.key = key
         self.api = "other"
         self.endpoint = ""
         self.version = ""
@@ -105,10 +117,13 @@ class ServingApp:
         watcher: RevisionWatcher | None = None,
         open_cache: Callable[[], PredictionCache] | None = None,
         guard: Guard | None = None,
+        deployments: DeploymentStore | None = None,
     ) -> None:
         self.dataplane = dataplane
         self.guard = guard
         """Checks API keys, scopes and rate limits; None when auth is off."""
+        self.deployments = deployments
+        """Where the admin routes read and change endpoints (see ``_admin``)."""
         self._open_cache = open_cache
         self.watcher = watcher
         if watcher is not None:
@@ -230,10 +245,11 @@ class ServingApp:
             try:
                 handler, params = self._route(scope["path"], scope["method"])
                 needed = _SCOPES.get(handler)
+                key = None
                 if self.guard is not None and needed is not None:  # before reading the body
-                    await self.guard.check(scope["headers"], needed)
+                    key = await self.guard.check(scope["headers"], needed)
                 body = await self._body(scope, receive)
-                request = _Request(params, body, scope["headers"])
+                request = _Request(params, body, scope["headers"], key)
                 status, payload, content_type = await handler(self, request)
             except Problem as problem:
                 status, payload, content_type = problem.status, orjson.dumps(problem.body()), _JSON
@@ -411,7 +427,12 @@ def _documents(app: ServingApp) -> tuple[bytes, bytes]:
     then an endpoint is documented generically, so the answer is not cached."""
     if app._openapi is not None:
         return app._openapi
-    document = _openapi.openapi_document(app.dataplane, max_request_bytes=app.max_request_bytes)
+    document = _openapi.openapi_document(
+        app.dataplane,
+        max_request_bytes=app.max_request_bytes,
+        scope_of=lambda method, path: _SCOPES.get(app._route(path, method)[0]),
+        auth=app.guard is not None,
+    )
     built = orjson.dumps(document), docs_page(document).encode()
     runtimes = app.dataplane.runtimes.values()
     if all(runtime.ready or runtime.error is not None for runtime in runtimes):
@@ -444,6 +465,10 @@ ROUTES: dict[tuple[str, ...], dict[str, Handler]] = {
     ("docs",): {"GET": _docs},
     ("v1", "endpoints", "*", "predict"): {"POST": _predict},
     ("v1", "endpoints", "*", "feedback"): {"POST": _feedback},
+    ("v1", "endpoints"): {"GET": _admin.list_endpoints},
+    ("v1", "endpoints", "*"): {"GET": _admin.show_endpoint},
+    ("v1", "endpoints", "*", "rollback"): {"POST": _admin.rollback},
+    ("v1", "endpoints", "*", "arms"): {"PUT": _admin.set_arms},
     ("v2", "health", "live"): {"GET": _v2_live},
     ("v2", "health", "ready"): {"GET": _v2_ready},
     ("v2", "models", "*"): {"GET": _v2_metadata},
@@ -462,5 +487,10 @@ _SCOPES: dict[Handler, str] = {
     _v2_metadata: "predict",
     _v2_model_ready: "predict",
     _feedback: "feedback",
+    _admin.list_endpoints: "admin",
+    _admin.show_endpoint: "admin",
+    _admin.rollback: "admin",
+    _admin.set_arms: "admin",
 }
-"""The API-key scope each endpoint route needs when auth is on; the others stay open."""
+"""The API-key scope each endpoint route needs when auth is on; the others stay open (and
+the admin routes refuse every request while auth is off, see ``_admin``)."""

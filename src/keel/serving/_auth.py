@@ -9,8 +9,9 @@ in the last seconds, else in a thread: the store is a database), then its scope,
 limit (token bucket per key; through Redis when ``[serving] ratelimit_url`` names one, so every
 worker process draws on one budget). The answers a client can act on:
 
-- 401 ``unauthenticated`` (no key) or ``invalid_api_key`` (unknown, revoked, expired: one
-  message, the reason is logged), with ``WWW-Authenticate: Bearer``;
+- 401 ``unauthenticated`` (no key), ``invalid_api_key`` (unknown, revoked, expired: one
+  message, the reason is logged) or ``ambiguous_api_key`` (two different keys, one in each
+  header), with ``WWW-Authenticate: Bearer``;
 - 403 ``missing_scope``;
 - 429 ``rate_limited`` with ``Retry-After`` (whole seconds).
 
@@ -45,7 +46,8 @@ class Guard:
         self._limit_in_thread = not isinstance(limiter, MemoryLimiter)
 
     async def check(self, headers: Iterable[tuple[bytes, bytes]], scope: str) -> KeyRecord:
-        """The key of a request allowed to use ``scope`` now; a :class:`Problem` otherwise."""
+        """The key of a request allowed to use ``scope`` now (its ``actor`` is the identity
+        the request's changes are audited with); a :class:`Problem` otherwise."""
         secret = _secret(headers)
         if secret is None:
             raise Problem(
@@ -96,15 +98,28 @@ class Guard:
 
 
 def _secret(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
+    """The key a request sends, in either header; None if it sends none. Two different keys
+    are refused rather than one picked by header order: whichever was picked, the request
+    would act, and be audited, as a key its sender may not have meant (RFC 6750 forbids
+    sending a token more than one way)."""
+    bearer = api_key = None
     for name, value in headers:
         lowered = name.lower()
         if lowered == b"authorization":
             scheme, _, token = value.decode("latin-1").strip().partition(" ")
             if scheme.lower() == "bearer" and token.strip():
-                return token.strip()
+                bearer = token.strip()
         elif lowered == b"x-api-key" and value.strip():
-            return value.decode("latin-1").strip()
-    return None
+            api_key = value.decode("latin-1").strip()
+    if bearer is not None and api_key is not None and bearer != api_key:
+        raise Problem(
+            401,
+            "ambiguous_api_key",
+            "the request sends two different API keys, in Authorization and X-API-Key: "
+            "send one key, in either header",
+            headers=_CHALLENGE,
+        )
+    return bearer or api_key
 
 
 def auth_needed(setting: str, host: str) -> bool:

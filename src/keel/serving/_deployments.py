@@ -153,6 +153,7 @@ class DeploymentStore:
         fallback: str | DefaultPrediction | _Keep | None = KEEP,
         arms: Sequence[tuple[str, float]] | _Keep = KEEP,
         shadows: Sequence[str] | _Keep = KEEP,
+        actor: str | None = None,
         **options: Any,
     ) -> Revision:
         """A new revision: the current policy with its primary re-pinned from ``model_uri``
@@ -160,7 +161,8 @@ class DeploymentStore:
         None to remove it; left as it is by default), its ``arms`` replaced ((URI, weight)
         pairs; () for none), its ``shadows`` replaced (model URIs; () for none) and ``options``
         changed. Nothing changed: no revision, the current
-        one is returned."""
+        one is returned. ``actor`` is who the revision and its audit entry name (default: the
+        store's; the server's admin routes pass the API key's)."""
         primary = self._pin(model_uri) if model_uri is not None else None
         pinned_shadows = (
             None if isinstance(shadows, _Keep) else tuple(self._pin(uri) for uri in shadows)
@@ -180,11 +182,19 @@ class DeploymentStore:
             if policy == current.policy:
                 return current
             check_servable(connection, policy, current.policy)
-            return self._advance(connection, current, policy, SET, reason)
+            return self._advance(connection, current, policy, SET, reason, actor)
 
-    def rollback(self, name: str, to: int | None = None, *, reason: str | None = None) -> Revision:
+    def rollback(
+        self,
+        name: str,
+        to: int | None = None,
+        *,
+        reason: str | None = None,
+        actor: str | None = None,
+    ) -> Revision:
         """A new revision whose policy is that of revision ``to`` (default: the one before the
-        current one). The recorded reason starts with "rollback to revision N"."""
+        current one). The recorded reason starts with "rollback to revision N". ``actor`` as
+        in :meth:`set`."""
         with self._store.write() as connection:
             current = lock_current(connection, name)
             if to is None and current.number == 1:
@@ -201,7 +211,7 @@ class DeploymentStore:
                 return current
             check_servable(connection, target.policy, current.policy)
             why = f"rollback to revision {target_number}" + (f": {reason}" if reason else "")
-            return self._advance(connection, current, target.policy, ROLLBACK, why)
+            return self._advance(connection, current, target.policy, ROLLBACK, why, actor)
 
     def follow_aliases(self, name: str) -> Revision | None:
         """Re-pin the models of ``name``'s live policy that were set from an alias
@@ -324,6 +334,7 @@ class DeploymentStore:
         policy: TrafficPolicy,
         action: str,
         reason: str | None,
+        actor: str | None = None,
     ) -> Revision:
         endpoints = t.endpoints
         number = connection.execute(
@@ -333,7 +344,7 @@ class DeploymentStore:
             .returning(endpoints.c.current_revision)
         ).scalar_one()
         return self._record(
-            connection, current.endpoint, number, current.number, policy, action, reason
+            connection, current.endpoint, number, current.number, policy, action, reason, actor
         )
 
     def _record(
@@ -345,14 +356,16 @@ class DeploymentStore:
         policy: TrafficPolicy,
         action: str,
         reason: str | None,
+        actor: str | None = None,
     ) -> Revision:
+        actor = actor or self._actor
         revision = Revision(
             endpoint=name,
             number=number,
             policy=policy,
             action=action,
             created_at=now(),
-            created_by=self._actor,
+            created_by=actor,
             reason=reason,
         )
         connection.execute(
@@ -368,7 +381,7 @@ class DeploymentStore:
         )
         audit(
             connection,
-            self._actor,
+            actor,
             "endpoint",
             name,
             action,

@@ -21,6 +21,12 @@ without a model (503 for predictions and inference, 400 for V2 metadata). The ap
 document once every endpoint has loaded or failed to, so the generic form lasts only as long as
 that state does.
 
+The admin operations (:mod:`._openapi_admin`) are listed whether auth is on or not (off, they
+answer 403). With auth on, the document declares the two ways to send a key (``bearer`` and
+``apiKey`` security schemes), and each operation whose route needs a scope (the router's table
+says which) requires either, naming the scope as its role, and lists the guard's answers: 401
+with ``WWW-Authenticate``, 403, 429 with ``Retry-After``, 503 when keys cannot be checked.
+
 Not repeated on every operation: 404 for a path that is not listed, 405 (with ``Allow``) for a
 method a path does not take and, on any route, 413 for a body over ``max_request_bytes`` and
 400 for a Content-Length that is not a number.
@@ -33,6 +39,7 @@ from typing import TYPE_CHECKING
 from keel import __version__
 from keel.serving import _v2
 from keel.serving._dataplane import Problem
+from keel.serving._openapi_admin import ADMIN_SCHEMAS, admin_paths
 from keel.serving._openapi_common import (
     _BODY_ERRORS,
     _COMMON_SCHEMAS,
@@ -51,8 +58,10 @@ from keel.serving._openapi_common import (
     _SERVER_PATHS,
     _V2_COLUMN_GROUPS,
     _V2_GROUPS,
+    SECURITY_SCHEMES,
     JSONDict,
     Responses,
+    ScopeOf,
     _annotated,
     _error,
     _named,
@@ -61,6 +70,7 @@ from keel.serving._openapi_common import (
     _operation,
     _output_shape,
     _predicted,
+    _secured,
     _tensor,
 )
 
@@ -69,27 +79,48 @@ if TYPE_CHECKING:
     from keel.serving._runtime import EndpointRuntime
 
 
-def openapi_document(dataplane: Dataplane, *, max_request_bytes: int) -> JSONDict:
-    """The OpenAPI 3.1 document of the server answering for ``dataplane``'s endpoints."""
+def openapi_document(
+    dataplane: Dataplane,
+    *,
+    max_request_bytes: int,
+    scope_of: ScopeOf | None = None,
+    auth: bool = False,
+) -> JSONDict:
+    """The OpenAPI 3.1 document of the server answering for ``dataplane``'s endpoints.
+
+    ``auth``: the server checks API keys, on the routes for which ``scope_of(method, path)``
+    (the router's table) names a scope; those operations then carry the security requirement
+    and the 401 / 403 / 429 answers. With auth off the admin operations answer only 403."""
     names = sorted(dataplane.runtimes)
     paths = dict(_SERVER_PATHS)
-    schemas = dict(_COMMON_SCHEMAS)
+    schemas = dict(_COMMON_SCHEMAS) | ADMIN_SCHEMAS
     for name in names:
         endpoint = _Endpoint(dataplane.runtimes[name])
         paths |= endpoint.paths()
         schemas |= {f"{name}.{key}": value for key, value in endpoint.schemas().items()}
+    paths |= admin_paths(names, auth=auth)
+    components: JSONDict = {"schemas": schemas}
+    keys = ""
+    if auth and scope_of is not None:
+        paths = _secured(paths, scope_of)
+        components["securitySchemes"] = SECURITY_SCHEMES
+        keys = (
+            " Operations marked with a security requirement need an API key with the scope "
+            "it names (`keel keys create NAME --scope SCOPE`): 'Authorization: Bearer <key>' "
+            "or 'X-API-Key: <key>'."
+        )
     description = (
         f"Endpoints: {', '.join(names) or 'none'}. Request bodies are JSON of at most "
         f"{max_request_bytes} bytes (413 beyond). Every error is "
         '{"error": message, "code": kind}, with "problems" (one per bad field) for invalid '
-        "inputs. A path not listed here is a 404; a method a path does not take, a 405."
+        "inputs. A path not listed here is a 404; a method a path does not take, a 405." + keys
     )
     return {
         "openapi": "3.1.0",
         "info": {"title": "keel serving API", "version": __version__, "description": description},
-        "tags": [{"name": "server"}, *({"name": name} for name in names)],
+        "tags": [{"name": "server"}, {"name": "admin"}, *({"name": name} for name in names)],
         "paths": paths,
-        "components": {"schemas": schemas},
+        "components": components,
     }
 
 

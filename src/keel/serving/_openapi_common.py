@@ -3,7 +3,7 @@ error bodies, readiness, feedback, and the server's own paths (see :mod:`._opena
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from keel.serving._metrics import CONTENT_TYPE
@@ -230,6 +230,21 @@ _READINESS = _closed(
                 "type": ["string", "null"],
                 "description": "why the fallback model could not be loaded",
             },
+            shadows={
+                "description": "the shadow versions mirrored to, and the copies in flight",
+                "anyOf": [
+                    _object(
+                        models={"type": "array", "items": {"type": "string"}},
+                        pending={"type": "integer", "minimum": 0},
+                    ),
+                    {"type": "null"},
+                ],
+            },
+            shadow_errors={
+                "type": ["object", "null"],
+                "additionalProperties": {"type": "string"},
+                "description": "per shadow model URI, why it could not be loaded",
+            },
         ),
     },
     prediction_log={
@@ -310,3 +325,71 @@ _SERVER_PATHS: JSONDict = {
         ),
     ]
 }
+
+
+# -- API keys --------------------------------------------------------------------------------------
+
+ScopeOf = Callable[[str, str], "str | None"]
+"""(method, path) -> the API-key scope the route needs, or None for an open route."""
+
+SECURITY_SCHEMES: JSONDict = {
+    "bearer": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "Authorization: Bearer <key>, a key from `keel keys create`.",
+    },
+    "apiKey": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-API-Key",
+        "description": "The same key in its own header.",
+    },
+}
+_HEADER = {"schema": {"type": "string"}}
+_UNAUTHENTICATED = _error(
+    "No API key, one that is unknown, revoked or expired, or two different keys.",
+    "unauthenticated invalid_api_key ambiguous_api_key",
+) | {"headers": {"WWW-Authenticate": _HEADER | {"description": 'Bearer realm="keel"'}}}
+_RATE_LIMITED = _error("The key is over its rate limit.", "rate_limited") | {
+    "headers": {
+        "Retry-After": {
+            "description": "whole seconds to wait before the next request",
+            "schema": {"type": "integer", "minimum": 1},
+        }
+    }
+}
+
+
+def _secured(paths: JSONDict, scope_of: ScopeOf) -> JSONDict:
+    """``paths`` with, on each operation whose route needs an API-key scope, the security
+    requirement (either header, the scope as its role: OpenAPI 3.1 lets a non-OAuth scheme
+    name roles) and the guard's answers: 401, 403, 429 with Retry-After, and 503 when keys
+    cannot be checked. The router says which routes need which scope, so this cannot drift."""
+    secured: JSONDict = {}
+    for path, item in paths.items():
+        secured[path] = {}
+        for method, operation in item.items():
+            scope = scope_of(method.upper(), path)
+            if scope is not None:
+                operation = _guarded(operation, scope)
+            secured[path][method] = operation
+    return secured
+
+
+def _guarded(operation: JSONDict, scope: str) -> JSONDict:
+    responses = dict(operation["responses"])
+    missing = _error(f"The key lacks the '{scope}' scope.", "missing_scope")
+    unavailable = "The API key cannot be checked now (the metadata database is unreachable)."
+    responses |= {"401": _UNAUTHENTICATED, "403": missing, "429": _RATE_LIMITED}
+    responses["503"] = _with_code(responses.get("503"), unavailable, "keys_unavailable")
+    security = [{name: [scope]} for name in SECURITY_SCHEMES]
+    return operation | {"security": security, "responses": dict(sorted(responses.items()))}
+
+
+def _with_code(response: JSONDict | None, description: str, code: str) -> JSONDict:
+    """An error response that may also carry ``code``: ``response`` (built by :func:`_error`)
+    widened, or a new one."""
+    if response is None:
+        return _error(description, code)
+    codes = response["content"][_JSON]["schema"]["allOf"][1]["properties"]["code"]["enum"]
+    return _error(f"{response['description']} Or: {description}", " ".join([*codes, code]))
