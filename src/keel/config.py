@@ -129,6 +129,14 @@ class ServingSettings(BaseModel):
     """A model call expected (from the calls so far) to take less than this runs on the event
     loop's thread, where a hand-off to the batch thread would cost more than the call; slower
     calls never block the loop. 0 runs every call on the batch thread."""
+    pii_mode: Literal["tokenize", "drop"] = "tokenize"
+    """What becomes of the values of fields a signature marks sensitive before they reach the
+    prediction log: "tokenize" logs a keyed HMAC-SHA256 token instead (equal values, equal
+    tokens, so they can still be joined), "drop" leaves them out."""
+    pii_key: str | None = Field(None, min_length=16, repr=False)
+    """Secret key of the tokens, the same for every server and kept as long as tokens are
+    joined (set KEEL_SERVING__PII_KEY rather than writing it in keel.toml). Without it, an
+    endpoint with sensitive fields does not start in tokenize mode."""
 
 
 class Settings(BaseSettings):
@@ -407,6 +415,11 @@ keep_previous_seconds = 300.0
 # Model calls expected to take less than this (ms) run on the event loop's thread, where a
 # hand-off to the batch thread would cost more; slower ones never block the loop. 0: never.
 inline_below_ms = 0.5
+# Fields a signature marks sensitive never reach the prediction log in clear: "tokenize" logs
+# a keyed HMAC-SHA256 token (same value, same token) or "drop" leaves them out. The key is a
+# secret shared by every server: prefer KEEL_SERVING__PII_KEY to writing it here.
+pii_mode = "tokenize"
+# pii_key = "a random secret of at least 16 characters"
 """
 
 
