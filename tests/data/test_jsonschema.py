@@ -82,6 +82,13 @@ def test_what_json_schema_cannot_say_is_annotated() -> None:
     assert "minimum" not in prop
 
 
+def test_a_sensitive_field_is_annotated_write_only() -> None:
+    schema = Schema((Field("email", "string", sensitive=True), Field("age", "int")))
+    properties = schema.to_json_schema()["properties"]
+    assert properties["email"] == {"type": "string", "writeOnly": True, "x-keel-sensitive": True}
+    assert properties["age"] == {"type": "integer"}
+
+
 # -- a tiny validator for the keywords keel emits --------------------------------------------------
 
 _JSON_TYPES = {

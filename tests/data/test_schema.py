@@ -127,6 +127,7 @@ def test_a_list_of_fields_becomes_a_tuple() -> None:
         ({"dtype": "int", "checks": [lambda s: s > 0]}, "needs a name"),
         ({"dtype": "int", "checks": ["positive"]}, "is not callable"),
         ({"dtype": "int", "checks": [positive, positive]}, "check names repeat"),
+        ({"dtype": "string", "sensitive": "yes"}, "sensitive must be true or false"),
     ],
 )
 def test_a_field_that_cannot_work_is_refused_with_its_name(
@@ -269,6 +270,67 @@ def test_bad_json_is_refused() -> None:
         Schema.from_json('{"fields": [')
 
 
+# -- sensitive fields ------------------------------------------------------------------------------
+
+
+def test_a_field_is_not_sensitive_unless_marked() -> None:
+    assert Field("email", "string").sensitive is False
+    assert Field("email", "string", sensitive=True).sensitive is True
+
+
+def test_sensitive_is_keyword_only() -> None:
+    with pytest.raises(TypeError):
+        Field("email", "string", False, True)  # type: ignore[misc]
+
+
+def test_a_sensitive_flag_round_trips_through_dict_yaml_and_json() -> None:
+    schema = Schema((Field("email", "string", sensitive=True), Field("age", "int", min=0)))
+    assert schema.to_dict()["fields"][0] == {
+        "name": "email",
+        "dtype": "string",
+        "nullable": False,
+        "sensitive": True,
+    }
+    assert "sensitive" not in schema.to_dict()["fields"][1]
+    assert Schema.from_dict(schema.to_dict()) == schema
+    assert Schema.from_yaml(schema.to_yaml()).sensitive_names == ["email"]
+    assert Schema.from_json(schema.to_json()).sensitive_names == ["email"]
+
+
+def test_a_stored_schema_from_before_the_flag_loads_with_nothing_sensitive() -> None:
+    stored = {"fields": [{"name": "email", "dtype": "string", "nullable": False}]}
+    schema = Schema.from_dict(stored)
+    assert schema.sensitive_names == []
+    assert schema.to_dict() == stored
+
+
+def test_yaml_marks_a_field_sensitive() -> None:
+    schema = Schema.from_yaml("fields:\n  - {name: email, dtype: string, sensitive: true}\n")
+    assert schema.field("email").sensitive is True
+
+
+def test_a_schema_inferred_from_a_frame_has_no_sensitive_field() -> None:
+    frame = pd.DataFrame({"email": ["a@b.c"], "age": [3]})
+    assert Schema.from_frame(frame).sensitive_names == []
+
+
+def test_mark_sensitive_marks_the_named_fields_and_keeps_their_rules() -> None:
+    marked = RULED.mark_sensitive("sku", "age")
+    assert marked.sensitive_names == ["age", "sku"]
+    assert marked.field("sku").custom_checks == RULED.field("sku").custom_checks
+    assert marked.field("age").max == 130
+    assert RULED.sensitive_names == []  # a new schema: the old one is unchanged
+
+
+def test_mark_sensitive_refuses_an_unknown_field() -> None:
+    with pytest.raises(SchemaError, match="'mail'"):
+        RULED.mark_sensitive("mail")
+
+
+def test_marking_a_field_sensitive_is_not_a_change_of_shape() -> None:
+    assert RULED.diff(RULED.mark_sensitive("age")).is_empty
+
+
 # -- evolution -------------------------------------------------------------------------------------
 
 
@@ -298,7 +360,10 @@ numbers = st.integers(-1000, 1000)
 @st.composite
 def ruled_fields(draw: st.DrawFn) -> Field:
     dtype = draw(st.sampled_from(["int", "float", "bool", "string", "category", "timestamp"]))
-    kwargs: dict[str, Any] = {"description": draw(st.none() | st.text(max_size=10))}
+    kwargs: dict[str, Any] = {
+        "description": draw(st.none() | st.text(max_size=10)),
+        "sensitive": draw(st.booleans()),
+    }
     if dtype in ("int", "float"):
         low, high = sorted(draw(st.lists(numbers, min_size=2, max_size=2)))
         kwargs |= {"min": draw(st.none() | st.just(low)), "max": draw(st.none() | st.just(high))}

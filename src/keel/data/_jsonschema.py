@@ -7,8 +7,9 @@
     #  "required": ["age"], "additionalProperties": false}
 
 What JSON Schema cannot say is carried as ``x-keel-*`` annotations, which validators ignore:
-timestamp bounds (``x-keel-minimum``/``x-keel-maximum``, ISO 8601) and custom check names
-(``x-keel-checks``). A nullable field may be absent or null; the others are ``required``.
+timestamp bounds (``x-keel-minimum``/``x-keel-maximum``, ISO 8601), custom check names
+(``x-keel-checks``) and personal data (``x-keel-sensitive``, with the standard ``writeOnly``).
+A nullable field may be absent or null; the others are ``required``.
 """
 
 from __future__ import annotations
@@ -66,4 +67,8 @@ def _property(field: Field) -> JSONSchema:
         prop["pattern"] = f"^(?:{field.pattern})$"
     if field.checks:
         prop["x-keel-checks"] = [c.name for c in field.custom_checks]
+    if field.sensitive:
+        # writeOnly: a client sends the value, nothing ever gives it back in clear.
+        prop["writeOnly"] = True
+        prop["x-keel-sensitive"] = True
     return prop

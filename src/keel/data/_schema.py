@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import KW_ONLY, dataclass, field
+from dataclasses import KW_ONLY, dataclass, replace
 from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 from pandas.api import types as ptypes
 
+from keel.data._schema_diff import SchemaDiff as SchemaDiff  # re-exported: its old home
 from keel.data._schema_io import dump_json, dump_yaml, parse_file, parse_json, parse_yaml
 from keel.errors import SchemaError
 
@@ -52,10 +53,6 @@ Bound = int | float | pd.Timestamp
 # How loaders resolve check names: a function (named by the key) or a full Check.
 Checks = Mapping[str, "CheckFn | Check"]
 
-# A column typed ``key`` in the old schema may carry ``value`` in the new one without breaking
-# clients: anything that was a valid int is still a valid float.
-_WIDENINGS: dict[str, set[str]] = {"int": {"float"}, "category": {"string"}}
-
 _FIELD_KEYS = (
     "name",
     "dtype",
@@ -67,6 +64,7 @@ _FIELD_KEYS = (
     "checks",
     "allow_nan",
     "description",
+    "sensitive",
 )
 _ORDERED = ("int", "float", "timestamp")
 _TEXT = ("string", "category")
@@ -128,6 +126,11 @@ class Field:
         Field("country", "category", allowed=["FR", "DE"], description="ISO 3166 code")
         Field("sku", "string", pattern=r"[A-Z]{3}-\\d{4}", checks=[is_known_sku])
         Field("ratio", "float", nullable=True, allow_nan=True)
+        Field("email", "string", sensitive=True)
+
+    ``sensitive`` marks personal data: servers tokenize or drop the field's values before they
+    reach the prediction log (``[serving] pii_mode``). It is not a rule and cannot be inferred
+    from data, so a schema read from a frame has none.
 
     Rules are keyword-only and default to "no rule", so ``Field(name, dtype, nullable)`` keeps
     meaning what it always did. Values are normalized on construction: ``allowed`` becomes a
@@ -147,6 +150,7 @@ class Field:
     checks: Sequence[Check | CheckFn] = ()
     allow_nan: bool = False
     description: str | None = None
+    sensitive: bool = False
 
     def __post_init__(self) -> None:
         name = self.name
@@ -173,6 +177,8 @@ class Field:
             raise _field_error(name, f"allow_nan applies to float fields, not {self.dtype}")
         if self.description is not None and not isinstance(self.description, str):
             raise _field_error(name, "description must be a string")
+        if not isinstance(self.sensitive, bool):
+            raise _field_error(name, f"sensitive must be true or false, not {self.sensitive!r}")
 
     # -- normalization -----------------------------------------------------------------------
 
@@ -300,6 +306,8 @@ class Field:
             data["allow_nan"] = True
         if self.description is not None:
             data["description"] = self.description
+        if self.sensitive:
+            data["sensitive"] = True
         return data
 
     @classmethod
@@ -345,6 +353,7 @@ class Field:
             checks=tuple(resolved),
             allow_nan=data.get("allow_nan", False),
             description=data.get("description"),
+            sensitive=data.get("sensitive", False),
         )
 
 
@@ -361,46 +370,12 @@ def _is_value_of(dtype: DType, value: object) -> bool:
 
 
 @dataclass(frozen=True)
-class SchemaDiff:
-    """What changed from one schema to another."""
-
-    added: list[Field] = field(default_factory=list)
-    removed: list[Field] = field(default_factory=list)
-    retyped: list[tuple[Field, Field]] = field(default_factory=list)
-
-    @property
-    def is_empty(self) -> bool:
-        return not (self.added or self.removed or self.retyped)
-
-    @property
-    def breaking(self) -> list[str]:
-        """Changes that break a client sending data shaped by the old schema."""
-        problems = [f"removed column '{f.name}'" for f in self.removed]
-        problems += [f"new required column '{f.name}'" for f in self.added if not f.nullable]
-        for old, new in self.retyped:
-            if new.dtype != old.dtype and new.dtype not in _WIDENINGS.get(old.dtype, set()):
-                problems.append(f"column '{old.name}' changed type {old.dtype} -> {new.dtype}")
-            elif old.nullable and not new.nullable:
-                problems.append(f"column '{old.name}' no longer accepts nulls")
-        return problems
-
-    def describe(self) -> list[str]:
-        lines = [f"+ {f.name} ({f.dtype})" for f in self.added]
-        lines += [f"- {f.name} ({f.dtype})" for f in self.removed]
-        lines += [
-            f"~ {old.name}: {old.dtype}{'?' if old.nullable else ''} -> "
-            f"{new.dtype}{'?' if new.nullable else ''}"
-            for old, new in self.retyped
-        ]
-        return lines
-
-
-@dataclass(frozen=True)
 class Schema:
     """An ordered set of typed columns with their rules.
 
     schema = Schema((Field("age", "int", min=0), Field("country", "category", allowed=["FR"])))
     schema = Schema.from_frame(train_df)               # types and nullability, no rules
+    schema = schema.mark_sensitive("email")            # tokenized before the prediction log
     schema = Schema.load("contract.yaml", checks={"is_known_sku": is_known_sku})
     Schema.from_dict(schema.to_dict()) == schema
     schema.diff(other).breaking                        # ["removed column 'age'", ...]
@@ -431,6 +406,27 @@ class Schema:
     @property
     def names(self) -> list[str]:
         return [f.name for f in self.fields]
+
+    @property
+    def sensitive_names(self) -> list[str]:
+        """The fields marked ``sensitive``, in schema order."""
+        return [f.name for f in self.fields if f.sensitive]
+
+    def mark_sensitive(self, *names: str) -> Schema:
+        """This schema with ``names`` marked sensitive (how a flag is added to an inferred one).
+
+        signature_inputs = Schema.from_frame(train_df).mark_sensitive("email", "phone")
+        """
+        unknown = [name for name in names if name not in self.names]
+        if unknown:
+            raise SchemaError(
+                f"cannot mark unknown field(s) sensitive: {', '.join(map(repr, unknown))} "
+                f"(fields: {', '.join(self.names)})"
+            )
+        chosen = set(names)
+        return Schema(
+            tuple(replace(f, sensitive=True) if f.name in chosen else f for f in self.fields)
+        )
 
     def field(self, name: str) -> Field:
         for candidate in self.fields:
