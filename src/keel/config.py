@@ -137,6 +137,16 @@ class ServingSettings(BaseModel):
     """Secret key of the tokens, the same for every server and kept as long as tokens are
     joined (set KEEL_SERVING__PII_KEY rather than writing it in keel.toml). Without it, an
     endpoint with sensitive fields does not start in tokenize mode."""
+    tls_certfile: str | None = None
+    """PEM certificate (chain) the server presents: with tls_keyfile, `keel serve` speaks
+    HTTPS only. A relative path is taken from the project directory."""
+    tls_keyfile: str | None = None
+    """PEM private key of tls_certfile (both or neither)."""
+    tls_keyfile_password: str | None = Field(None, repr=False)
+    """Password of an encrypted tls_keyfile (prefer KEEL_SERVING__TLS_KEYFILE_PASSWORD)."""
+    tls_ca_certs: str | None = None
+    """PEM certificates of the CAs that sign client certificates: when set, every client must
+    present one (mutual TLS)."""
 
 
 class Settings(BaseSettings):
@@ -420,6 +430,13 @@ inline_below_ms = 0.5
 # secret shared by every server: prefer KEEL_SERVING__PII_KEY to writing it here.
 pii_mode = "tokenize"
 # pii_key = "a random secret of at least 16 characters"
+# HTTPS: the server's PEM certificate and private key (both or neither; relative paths are
+# taken from this directory), the key's password if it is encrypted (prefer
+# KEEL_SERVING__TLS_KEYFILE_PASSWORD), and for mutual TLS the CAs whose client certificates
+# are accepted (every client must then present one).
+# tls_certfile = "tls/server.pem"
+# tls_keyfile = "tls/server-key.pem"
+# tls_ca_certs = "tls/clients-ca.pem"
 """
 
 
