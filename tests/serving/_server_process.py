@@ -18,10 +18,12 @@ import contextlib
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -56,11 +58,27 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    """``keel serve --endpoint churn`` for the project of ``settings``, on a free port."""
+    """``keel serve --endpoint churn`` for the project of ``settings``, on a free port.
 
-    def __init__(self, settings: Settings, *, env: dict[str, str] | None = None) -> None:
+    ``args`` are added to the command (``--tls-certfile ...``); with TLS, ``scheme`` is
+    "https" and ``verify`` is what :meth:`wait_ready` verifies the server with (and, for
+    mutual TLS, presents a client certificate from). With ``workers`` above 1 :attr:`pid` is
+    uvicorn's supervisor, and :meth:`kill` reaches the workers through its process group.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        env: dict[str, str] | None = None,
+        args: Sequence[str] = (),
+        workers: int = 1,
+        scheme: str = "http",
+        verify: ssl.SSLContext | bool = True,
+    ) -> None:
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{scheme}://127.0.0.1:{self.port}"
+        self.verify = verify
         keel = Path(sys.executable).with_name("keel")  # the console script next to this Python
         command = [str(keel), "--dir", str(settings.project_dir), "serve"]
         environment = {
@@ -74,7 +92,8 @@ class ServerProcess:
             [
                 *command,
                 *("--host", "127.0.0.1", "--port", str(self.port)),
-                *("--workers", "1", "--endpoint", "churn"),  # one process: its PID is the server
+                *("--workers", str(workers), "--endpoint", "churn"),
+                *args,
             ],
             env=environment,
             stdout=subprocess.PIPE,
@@ -110,7 +129,8 @@ class ServerProcess:
         deadline = time.monotonic() + timeout
         while True:
             try:
-                if httpx.get(f"{self.url}/readyz", timeout=5).status_code == 200:
+                response = httpx.get(f"{self.url}/readyz", timeout=5, verify=self.verify)
+                if response.status_code == 200:
                     return
             except httpx.TransportError:
                 pass

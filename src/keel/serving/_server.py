@@ -4,6 +4,7 @@
     app = serving_app(workspace, endpoints=["churn"])
     run_server(app, host="127.0.0.1", port=8080)     # blocks; Ctrl-C / SIGTERM shut it down
     run_workers(settings, endpoints=["churn"], host="0.0.0.0", port=8080, workers=4)
+    run_server(app, host="0.0.0.0", port=8443, tls=server_tls(settings))   # HTTPS (see _tls)
 
 The workspace stays the composition root: the deployment store says what to serve, the registry
 loads it, the settings' ``[serving]`` section places the prediction log and bounds request size.
@@ -28,6 +29,9 @@ Metrics across workers use prometheus-client's multiprocess mode (see ``_metrics
 directory holds ``metrics/``, and the parent points ``PROMETHEUS_MULTIPROC_DIR`` at it before the
 workers start (that variable is the library's interface, read when a worker imports it; it also
 tells a worker where its run's directory is). The directory is removed when the server stops.
+
+TLS is uvicorn's: its options travel with the configuration uvicorn hands each worker, and
+every worker loads the certificate files itself (checked once by the parent before).
 """
 
 from __future__ import annotations
@@ -56,6 +60,7 @@ from keel.serving._metrics import ServingMetrics
 from keel.serving._predlog import Compactor, PredictionLog
 from keel.serving._ratelimit import MemoryLimiter, RateLimiter, RedisLimiter
 from keel.serving._runtime import EndpointRuntime
+from keel.serving._tls import ServerTLS
 
 if TYPE_CHECKING:
     from keel._workspace import Workspace
@@ -158,11 +163,15 @@ def _queued(dataplane: Dataplane, endpoint: str) -> int:
     return 0 if stats is None else stats.queued
 
 
-def _options(*, host: str, port: int, log_level: str) -> dict[str, Any]:
+def _options(
+    *, host: str, port: int, log_level: str, tls: ServerTLS | None = None
+) -> dict[str, Any]:
     """uvicorn's options for keel: uvloop, httptools, no access log (requests are counted in
-    metrics), 30 s for the requests in flight to finish when stopping, and keel's own loggers
-    printed like uvicorn's (level prefix, stderr) at the same level."""
+    metrics), 30 s for the requests in flight to finish when stopping, keel's own loggers
+    printed like uvicorn's (level prefix, stderr) at the same level, and TLS if given (then
+    uvicorn's "running on" line says https://)."""
     return {
+        **({} if tls is None else tls.uvicorn_options()),
         "host": host,
         "port": port,
         "loop": "uvloop",
@@ -187,15 +196,23 @@ def _log_config(log_level: str) -> dict[str, Any]:
     return config
 
 
-def run_server(app: ServingApp, *, host: str, port: int, log_level: str = "info") -> None:
-    """Serve ``app`` with uvicorn (uvloop, httptools) until interrupted; one process.
+def run_server(
+    app: ServingApp,
+    *,
+    host: str,
+    port: int,
+    log_level: str = "info",
+    tls: ServerTLS | None = None,
+) -> None:
+    """Serve ``app`` with uvicorn (uvloop, httptools) until interrupted; one process, over
+    HTTPS when ``tls`` is given.
 
     uvicorn handles SIGINT and SIGTERM: it stops accepting, finishes the requests in flight and
     runs the lifespan shutdown (batchers drained, prediction log closed).
     """
     import uvicorn
 
-    config = uvicorn.Config(app, **_options(host=host, port=port, log_level=log_level))
+    config = uvicorn.Config(app, **_options(host=host, port=port, log_level=log_level, tls=tls))
     uvicorn.Server(config).run()
 
 
@@ -257,9 +274,11 @@ def run_workers(
     max_queue: int = 1024,
     log_level: str = "info",
     auth: bool = False,
+    tls: ServerTLS | None = None,
 ) -> None:
     """Serve ``endpoints`` from ``workers`` processes sharing one socket, until SIGINT or
-    SIGTERM stops them all (each finishes its requests in flight and closes its log).
+    SIGTERM stops them all (each finishes its requests in flight and closes its log); over
+    HTTPS when ``tls`` is given.
 
     A worker that dies is replaced. When one cannot build its app (the metadata store is
     unreachable, an endpoint was deleted meanwhile), the server stops and this raises
@@ -292,7 +311,7 @@ def run_workers(
             # main module (the `keel` command: seconds, more on a busy machine); uvicorn's 5 s
             # default killed workers that were merely starting. A hung worker still goes.
             timeout_worker_healthcheck=HEALTHCHECK_TIMEOUT_SECONDS,
-            **_options(host=host, port=port, log_level=log_level),
+            **_options(host=host, port=port, log_level=log_level, tls=tls),
         )
         failed = run_dir / _FAILED_FILE
         if failed.exists():
