@@ -100,6 +100,8 @@ class ServingSettings(BaseModel):
     """A log segment is closed and handed to compaction when it reaches this size."""
     max_request_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     """Requests with a larger body are refused with 413."""
+    max_request_rows: int = Field(10_000, ge=1)
+    """Requests holding more records are refused with 413 (``too_many_rows``)."""
     breaker_window_seconds: float = Field(10.0, gt=0)
     """A model version's circuit breaker judges the calls of this sliding window."""
     breaker_min_requests: int = Field(20, ge=1)
@@ -402,6 +404,8 @@ fsync_interval_seconds = 1.0
 segment_max_bytes = 67108864
 # Request bodies larger than this are refused with 413.
 max_request_bytes = 8388608
+# Requests holding more records than this are refused with 413.
+max_request_rows = 10000
 # API keys: "auto" (required unless listening on loopback only), "on" or "off". Per-key rate
 # limits are shared by the workers through Redis when ratelimit_url names one.
 auth = "auto"

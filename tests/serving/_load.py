@@ -19,20 +19,12 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import os
-import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
-
-from keel import Settings
-
-from ._server_process import ServerProcess, free_port
 
 PREDICT = "/v1/endpoints/churn/predict"
 DISTINCT_RECORDS = 16
@@ -155,40 +147,6 @@ class Load:
             f"{len(self.answers)} requests in {seconds:.1f} s from {self.clients} clients, "
             f"statuses {dict(self.statuses)}, slowest {slowest * 1000:.0f} ms"
         )
-
-
-class WorkersProcess(ServerProcess):
-    """``keel serve --workers N --endpoint churn`` (the supervisor's PID is :attr:`pid`; its
-    workers are in the session started for it, so :meth:`kill` reaches them too)."""
-
-    def __init__(
-        self, settings: Settings, *, workers: int, env: dict[str, str] | None = None
-    ) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        keel = Path(sys.executable).with_name("keel")
-        environment = {
-            **os.environ,
-            "KEEL_METADATA_URL": settings.metadata_url,
-            "KEEL_ARTIFACTS_URL": settings.artifacts_url,
-            **(env or {}),
-        }
-        environment.pop("PROMETHEUS_MULTIPROC_DIR", None)  # the server sets its own
-        self._lines: list[str] = []
-        self.process = subprocess.Popen(
-            [
-                *(str(keel), "--dir", str(settings.project_dir), "serve"),
-                *("--host", "127.0.0.1", "--port", str(self.port)),
-                *("--workers", str(workers), "--endpoint", "churn"),
-            ],
-            env=environment,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self.pid = self.process.pid
-        self._reader = threading.Thread(target=self._drain, daemon=True)
-        self._reader.start()
 
 
 def wait_until(check: Any, what: str, timeout: float = 15, interval: float = 0.05) -> Any:

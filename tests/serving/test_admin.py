@@ -51,11 +51,7 @@ def served(workspace: Workspace) -> Workspace:
 
 
 def build(workspace: Workspace, *, auth: bool) -> ServingApp:
-    app = serving_app(workspace, auth=auth)
-    # serving_app does not pass its workspace's deployment store to the app yet (a change to
-    # _server.py is pending); the app takes it as this attribute.
-    app.deployments = workspace.deployments
-    return app
+    return serving_app(workspace, auth=auth)
 
 
 @pytest.fixture

@@ -65,6 +65,15 @@ async def test_health_readiness_and_metrics_need_no_key(client: httpx.AsyncClien
         assert (await client.get(path)).status_code == 200, path
 
 
+async def test_readiness_shows_how_keys_and_rate_limits_are_answered(
+    client: httpx.AsyncClient,
+) -> None:
+    detail = (await client.get("/readyz")).json()
+
+    assert detail["api_keys"]["database_reachable"] is True
+    assert detail["ratelimit"]["backend"] == "memory"
+
+
 async def test_a_key_with_the_scope_is_accepted_in_either_header(
     client: httpx.AsyncClient, workspace: Workspace
 ) -> None:

@@ -161,3 +161,48 @@ async def test_an_unreachable_metadata_store_keeps_the_last_known_revision(
     await watcher.poll()
     assert watcher.status()["churn"]["error"] is None
     assert await served_version(client) == 2
+
+
+async def test_moving_the_alias_an_endpoint_was_set_from_switches_every_server(
+    served: Workspace,
+) -> None:
+    served.registry.set_alias("churn", "champion", 1)
+    served.deployments.set("churn", model_uri="models:/churn@champion")
+    apps = [serving_app(served), serving_app(served)]  # two server processes, say
+    for app in apps:
+        await app.startup()
+    try:
+        served.registry.set_alias("churn", "champion", 2)  # from anywhere: no endpoint command
+        for app in apps:
+            assert app.watcher is not None
+            await app.watcher.poll()
+        for app in apps:
+            assert app.watcher is not None
+            await app.watcher.poll()  # the other's revision, if it was the one to write it
+
+        history = served.deployments.history("churn")
+        assert [r.action for r in history] == ["create", "set", "follow"]  # written once
+        for app in apps:
+            runtime = app.dataplane.runtimes["churn"]
+            assert (runtime.revision, runtime.policy.primary.version) == (3, 2)
+    finally:
+        for app in apps:
+            await app.shutdown()
+
+
+async def test_an_alias_moved_where_the_endpoint_cannot_follow_is_reported_not_followed(
+    app: ServingApp, served: Workspace
+) -> None:
+    served.registry.set_alias("churn", "champion", 1)
+    served.deployments.set("churn", model_uri="models:/churn@champion", shadows=["models:/churn/2"])
+    assert app.watcher is not None
+    await app.watcher.poll()
+    served.registry.set_alias("churn", "champion", 2)  # the primary would repeat the shadow
+
+    await app.watcher.poll()
+
+    assert app.dataplane.runtimes["churn"].policy.primary.version == 1
+    error = app.watcher.status()["churn"]["error"]
+    assert "cannot follow" in error
+    assert "repeats models:/churn/2" in error
+    assert served.deployments.get("churn").revision.number == 2

@@ -52,9 +52,7 @@ def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Workspac
 
 
 def _guarded_app(workspace: Workspace) -> Any:
-    app = serving_app(workspace, auth=True)
-    app.deployments = workspace.deployments  # until serving_app passes it (see test_admin)
-    return app
+    return serving_app(workspace, auth=True)
 
 
 @pytest.fixture

@@ -40,7 +40,7 @@ from keel.serving._predlog import Compactor, LogReader
 from keel.serving._ratelimit import RedisLimiter
 from keel.serving._server import serving_app
 
-from ._load import Load, WorkersProcess, wait_until
+from ._load import Load, wait_until
 from ._server_process import ServerProcess, deploy_churn
 from ._services import PrivatePostgres, PrivateRedis
 
@@ -91,9 +91,8 @@ def _logged_ids(settings: Settings) -> set[str]:
 
 
 def _stop(server: ServerProcess) -> None:
-    """SIGTERM, and the server's graceful shutdown ran. One process exits by the signal it got
-    (uvicorn re-raises it): :func:`test_sigterm_exits_0` is about that."""
-    assert server.stop() in (0, -signal.SIGTERM), server.output
+    """SIGTERM, and the server's graceful shutdown ran and exited 0."""
+    assert server.stop() == 0, server.output
     assert "Application shutdown complete" in server.output, server.output
 
 
@@ -135,14 +134,19 @@ def test_redis_killed_and_restarted_under_load_fails_no_request(
                 time.sleep(1.5)
                 assert _metric(server, **hits) == hits_down  # bypassed: no lookups at all
                 down = _readyz(server)["cache"]
+                up = {"name": "keel_dependency_up"}
+                cache_down = _metric(server, **up, dependency="cache")
+                limiter_down = _metric(server, **up, dependency="ratelimit")
 
                 redis.start()  # same port, empty
                 wait_until(lambda: _readyz(server)["cache"]["reachable"], "the cache is used again")
                 wait_until(lambda: _metric(server, **hits) > hits_down + 50, "hits resume")
+                cache_up = _metric(server, **up, dependency="cache")
             _stop(server)
 
     _report("redis outage", load)
     assert load.failures == [], load.summary()
+    assert (cache_down, limiter_down, cache_up) == (0, 0, 1)  # keel_dependency_up
     assert len(load.answers) >= 200, "the load hardly ran"
     assert down["reachable"] is False
     assert down["bypassed"] > 0
@@ -223,10 +227,13 @@ def test_the_metadata_database_stopped_under_load_fails_no_request(
             postgres.stop()
             stopped = time.monotonic()
             degraded = wait_until(lambda: (w := watched())["error"] and w, "/readyz shows it")
+            metadata = {"name": "keel_dependency_up", "dependency": "metadata"}
+            metadata_down = _metric(server, **metadata)
             time.sleep(max(0.0, stopped + 6.5 - time.monotonic()))  # past the keys' cache
             during = load.between(stopped, time.monotonic())
             postgres.start()
             wait_until(lambda: watched()["error"] is None, "the watcher recovers", timeout=10)
+            metadata_up = _metric(server, **metadata)
 
             with Workspace(settings) as workspace:
                 workspace.deployments.set("churn", model_uri="models:/churn/2")
@@ -237,6 +244,7 @@ def test_the_metadata_database_stopped_under_load_fails_no_request(
 
     _report("database outage", load)
     assert load.failures == [], load.summary()
+    assert (metadata_down, metadata_up) == (0, 1)  # keel_dependency_up
     assert len(during) >= 100, "the load hardly ran while the database was down"
     assert "cannot read the live revision" in degraded["error"]
     assert degraded["revision"] == 1
@@ -360,7 +368,7 @@ def test_kill_9_of_one_worker_under_load_loses_nothing_answered(
     the killed worker had accepted."""
     deploy_churn(workspace)
     env = {"KEEL_SERVING__FSYNC": "never"}
-    with WorkersProcess(settings, workers=2, env=env) as server:
+    with ServerProcess(settings, workers=2, env=env) as server:
         server.wait_ready()
         workers = wait_until(
             lambda: len(pids := _worker_pids(server)) == 2 and pids, "both workers serve", 60
@@ -422,11 +430,6 @@ def test_sigterm_under_load_answers_the_requests_in_flight_and_logs_them(
     assert load.answered_ids <= _logged_ids(settings)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="run_server lets uvicorn re-raise the SIGTERM it handled, so one process exits by "
-    "the signal (-15) after its graceful shutdown; `--workers 2` exits 0 (test_workers)",
-)
 def test_sigterm_exits_0(workspace: Workspace, settings: Settings) -> None:
     deploy_churn(workspace)
     with ServerProcess(settings) as server:

@@ -361,7 +361,6 @@ def test_a_version_that_only_marks_a_field_sensitive_is_a_compatible_one(
 EMAILS = ["alice.secret@example.com", "bob.hidden+x@example.org", "carol.q@example.net"]
 SSNS = [918_273_645_546_372_819, 918_273_645_546_370_001, 918_273_645_546_379_999]
 SECRETS: list[str | int] = [*EMAILS, *SSNS]
-WIRING = "waiting for Dataplane wiring"
 
 
 def serving_settings(tmp_path: Path, **serving: Any) -> Settings:
@@ -493,7 +492,6 @@ def assert_nothing_sensitive_is_logged(
 
 
 @pytest.mark.anyio
-@pytest.mark.skip(reason=WIRING)
 async def test_no_sensitive_value_reaches_any_file_of_the_prediction_log(
     pii_workspace: Workspace,
 ) -> None:
@@ -509,7 +507,6 @@ async def test_no_sensitive_value_reaches_any_file_of_the_prediction_log(
 
 
 @pytest.mark.anyio
-@pytest.mark.skip(reason=WIRING)
 async def test_arms_and_shadows_that_do_not_mark_a_field_log_it_protected_too(
     pii_workspace: Workspace,
 ) -> None:
@@ -537,7 +534,6 @@ async def test_arms_and_shadows_that_do_not_mark_a_field_log_it_protected_too(
 
 
 @pytest.mark.anyio
-@pytest.mark.skip(reason=WIRING)
 async def test_an_endpoint_with_sensitive_fields_does_not_start_without_a_key(
     tmp_path: Path,
 ) -> None:
@@ -564,3 +560,14 @@ async def test_an_endpoint_with_sensitive_fields_does_not_start_without_a_key(
         finally:
             await app.shutdown()
         assert leaks(log_directory(workspace), SECRETS)[0] == []
+
+
+def test_register_marks_the_named_input_fields_sensitive(workspace: Workspace) -> None:
+    registered = workspace.registry.register(
+        "marked", numeric_model(), input_example=TRAIN, sensitive=["ssn"]
+    )
+
+    assert registered.signature.inputs.sensitive_names == ["ssn"]
+    assert workspace.registry.resolve("models:/marked/1").signature.inputs.sensitive_names == [
+        "ssn"
+    ]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +89,7 @@ class Registry:
         params: dict[str, Any] | None = None,
         description: str | None = None,
         features: list[dict[str, Any]] | None = None,
+        sensitive: Collection[str] = (),
         actor: str | None = None,
     ) -> ModelVersion:
         """Add the next version of ``name``.
@@ -95,6 +98,8 @@ class Registry:
         URI, or a fitted model object (then ``input_example`` is required to infer the
         signature). Metrics, params and input fingerprints default to the run's. ``features``
         records the feature-store features the model was trained on (``FeatureStore.lineage``).
+        ``sensitive`` names input fields holding personal data: marked in the signature, they
+        are tokenized or dropped before a served prediction is logged (``[serving] pii_mode``).
         """
         check_model_name(name)
         run_id: str | None = None
@@ -120,6 +125,10 @@ class Registry:
             ref = self._artifacts.put_bytes(packaged.saved.data)
             flavor_name, library_versions = packaged.saved.flavor, packaged.saved.library_versions
             signature = packaged.signature
+        if sensitive:
+            signature = dataclasses.replace(
+                signature, inputs=signature.inputs.mark_sensitive(*sensitive)
+            )
         all_metrics = {**run_metrics, **{k: float(v) for k, v in (metrics or {}).items()}}
         all_params = {**run_params, **{k: str(v) for k, v in (params or {}).items()}}
         who = actor or self._actor

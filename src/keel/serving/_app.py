@@ -361,6 +361,9 @@ async def _readyz(app: ServingApp, request: _Request) -> _Response:
     ready, detail = app.dataplane.readiness()
     if app.watcher is not None:
         detail["revisions"] = app.watcher.status()
+    if app.guard is not None:  # keys answered from memory, or limits kept per process
+        detail["api_keys"] = app.guard.keys.status()
+        detail["ratelimit"] = app.guard.limiter.status()
     return _ok(detail, 200 if ready else 503)
 
 

@@ -30,6 +30,7 @@ from keel.serving._predlog import (
     new_prediction_ids,
 )
 from keel.serving._routing import key_of_field
+from keel.serving._rows import logged_inputs
 from keel.serving._runtime import EndpointRuntime, ModelNotReady, Record, RowResult
 from keel.serving._shadow import MirroredRequest
 
@@ -174,6 +175,7 @@ class Dataplane:
         latency_ms = (time.perf_counter() - started) * 1000
         ids = new_prediction_ids(len(records))
         model, version = answering_model(runtime, results[0])
+        redact = endpoint.redactor
         await self.log.append(
             [
                 PredictionEntry(
@@ -182,7 +184,7 @@ class Dataplane:
                     model=model,
                     model_version=version,
                     arm=arm,
-                    inputs=record if result.inputs is None else {**record, **result.inputs},
+                    inputs=logged_inputs(record, result, redact),
                     prediction=result.prediction,
                     probabilities=result.probabilities,
                     latency_ms=latency_ms,
@@ -199,7 +201,9 @@ class Dataplane:
             self.metrics.arm(endpoint.name, arm, latency_ms / 1000)
         if endpoint.shadows is not None:
             endpoint.shadows.submit(
-                MirroredRequest(records, ids, results, endpoint.revision), self.log, self.metrics
+                MirroredRequest(records, ids, results, endpoint.revision, redact),
+                self.log,
+                self.metrics,
             )
         return [Scored(i, r, (model, version), arm) for i, r in zip(ids, results, strict=True)]
 

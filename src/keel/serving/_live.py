@@ -13,6 +13,12 @@ and only once it is ready is it put in the dataplane's table: one dict assignmen
 thread, so a request sees either the old runtime or the new one, never neither. Requests that
 already hold the old runtime finish on it.
 
+**Aliases.** When the live revision was set from an alias (``models:/churn@champion``), each
+poll first asks ``DeploymentStore.follow_aliases``: if the alias now points elsewhere, the next
+revision is written, re-pinned (one process writes it, the others find nothing to do), and is
+then switched to like any other change. A move to a version that cannot be served (archived,
+repeating a shadow) is reported in :meth:`status`; the endpoint stays as it is.
+
 **Blue-green.** The runtime switched away from stays loaded for ``keep_previous_seconds``; a
 revision that serves exactly what a kept runtime serves (same policy: ``keel endpoints
 rollback``) switches back to it at once, without loading anything. After the delay the kept
@@ -37,7 +43,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from keel.errors import MetadataStoreError
+from keel.errors import KeelError, MetadataStoreError
+from keel.registry import ModelRef
 from keel.serving._deployments import Endpoint, Revision
 from keel.serving._runtime import EndpointRuntime
 
@@ -137,6 +144,12 @@ class RevisionWatcher:
             for name, watch in sorted(self._watches.items())
         }
 
+    @property
+    def metadata_reachable(self) -> bool:
+        """False while the metadata store fails to answer for some endpoint (each serves its
+        last known revision meanwhile)."""
+        return not any(watch.store_failing for watch in self._watches.values())
+
     # -- polling -----------------------------------------------------------------------------
 
     async def _run(self) -> None:
@@ -154,6 +167,8 @@ class RevisionWatcher:
         watch = self._watches[name]
         current = self._dataplane.runtimes[name]
         try:
+            if _follows_an_alias(current):
+                await self._follow(name, watch)
             revision = await asyncio.to_thread(
                 self._deployments.changed_since, name, current.revision
             )
@@ -170,6 +185,23 @@ class RevisionWatcher:
         if revision.number == watch.failed_revision and self._clock() < watch.retry_at:
             return
         await self._switch(name, current, revision, watch)
+
+    async def _follow(self, name: str, watch: _Watch) -> None:
+        """Write the next revision if an alias the live one was set from has moved (every
+        process tries; one writes it, see ``DeploymentStore.follow_aliases``). A move to a
+        version that cannot be served is reported and the endpoint stays as it is."""
+        try:
+            followed = await asyncio.to_thread(self._deployments.follow_aliases, name)
+        except MetadataStoreError:
+            raise
+        except KeelError as error:
+            message = f"an alias moved, but the endpoint cannot follow it: {error}"
+            if watch.error != message:
+                logger.error("endpoint '%s': %s", name, message)
+            watch.error = message
+            return
+        if followed is not None:
+            logger.info("endpoint '%s': revision %d, %s", name, followed.number, followed.reason)
 
     async def _switch(
         self, name: str, current: EndpointRuntime, revision: Revision, watch: _Watch
@@ -235,3 +267,7 @@ class RevisionWatcher:
             for entry in expired:
                 watch.kept.remove(entry)
                 await entry[0].aclose()
+
+
+def _follows_an_alias(runtime: EndpointRuntime) -> bool:
+    return any(ModelRef.parse(model.uri).alias is not None for model in runtime.policy.models())

@@ -19,6 +19,10 @@ how a gauge merges across worker processes)::
     keel_queue_wait_seconds{endpoint}                              histogram
     keel_batch_rows{endpoint}, keel_batch_duration_seconds{endpoint}   histograms
     keel_model_load_seconds{endpoint, model, model_version}        gauge    liveall (+ pid)
+    keel_dependency_up{dependency}                               * gauge    livemin (1 reachable,
+                                                                   0 serving degraded:
+                                                                   cache, ratelimit,
+                                                                   api_keys, metadata)
     keel_arm_requests_total{endpoint, arm},
     keel_arm_duration_seconds{endpoint, arm}                       counter, histogram (model
                                                                    time per traffic-split arm)
@@ -285,6 +289,15 @@ class ServingMetrics:
             ["endpoint", "model"],
             registry=owner,
         )
+        self._dependency_up = Gauge(
+            "keel_dependency_up",
+            "1 while a dependency the server uses is reachable, 0 while it serves without it "
+            "(cache bypassed, rate limits per process, keys from memory, last known revisions).",
+            ["dependency"],
+            registry=owner,
+            multiprocess_mode="livemin",
+        )
+        self._dependencies: dict[str, tuple[Callable[[], bool], Any]] = {}
         self._children: dict[tuple[str, ...], Any] = {}
         self._queues: dict[str, tuple[Callable[[], int], Any]] = {}
         self._log_counters: list[tuple[str, Mirror]] = []
@@ -431,6 +444,10 @@ class ServingMetrics:
         """Export ``queued()`` (requests waiting in ``endpoint``'s queue) as sampled."""
         self._queues[endpoint] = (queued, self._queued.labels(endpoint))
 
+    def watch_dependency(self, name: str, reachable: Callable[[], bool]) -> None:
+        """Export ``reachable()`` (no I/O: a status already known) as ``keel_dependency_up``."""
+        self._dependencies[name] = (reachable, self._dependency_up.labels(name))
+
     def refresh(self) -> None:
         """Read the sampled values (log and compactor counters, queues, process) into the
         metrics. Called before every scrape, and by the sampler thread of a worker."""
@@ -446,6 +463,8 @@ class ServingMetrics:
                 mirror.update(getattr(compactor, attribute))
             for queued, gauge in self._queues.values():
                 gauge.set(queued())
+            for reachable, gauge in self._dependencies.values():
+                gauge.set(1 if reachable() else 0)
             if self._process is not None:
                 self._process.refresh()
 

@@ -269,6 +269,16 @@ _READINESS = _closed(
             error={"type": ["string", "null"]},
         ),
     },
+    api_keys={
+        "type": "object",
+        "description": "with auth on: whether the metadata store answers key checks, or keys "
+        "verified before it failed are answered from memory",
+    },
+    ratelimit={
+        "type": "object",
+        "description": "with auth on: the rate limiter's backend and, for Redis, whether it is "
+        "reachable (when not, each process limits on its own)",
+    },
 )
 _COMMON_SCHEMAS: JSONDict = {
     "Problem": _closed(

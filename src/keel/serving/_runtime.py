@@ -24,22 +24,25 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from keel.data import RecordValidator
-from keel.data._record import RecordProblem
-from keel.errors import FeatureStoreError, ServingError
+from keel.errors import ServingError
 from keel.serving._batching import BatcherStats, BatchRecord, MicroBatcher
 from keel.serving._breaker import CircuitBreaker, Transition
 from keel.serving._cache_keys import CacheKeys
-from keel.serving._features import FeatureSetupError, FeatureStep, OnDemandFailed
+from keel.serving._features import FeatureSetupError, FeatureStep
 from keel.serving._frames import checked_array_model, column, plain
+from keel.serving._pii import InputRedactor, PiiMode
 from keel.serving._policy import DefaultPrediction, PinnedModel
 from keel.serving._routing import ArmRouter
+from keel.serving._rows import Record as Record
+from keel.serving._rows import RowProblem as RowProblem
+from keel.serving._rows import RowResult as RowResult
+from keel.serving._rows import run_with_features, split_by_item
 from keel.serving._shadow import ShadowMirror
 
 if TYPE_CHECKING:
@@ -49,7 +52,6 @@ if TYPE_CHECKING:
     from keel.registry import ModelVersion, Registry
     from keel.serving._deployments import Endpoint, Revision
 
-Record = Mapping[str, Any]
 
 logger = logging.getLogger(__name__)
 
@@ -69,26 +71,6 @@ class ModelNotReady(ServingError):
         self.endpoint = endpoint
         self.reason = reason
         super().__init__(f"the model of endpoint '{endpoint}' is not ready: {reason}")
-
-
-@dataclass(frozen=True, slots=True)
-class RowResult:
-    """The model's answer for one row: a label or value, and a classifier's probabilities;
-    on a features endpoint, also the model input the request was completed into."""
-
-    prediction: Any
-    probabilities: dict[str, float] | None
-    inputs: dict[str, Any] | None = None
-    fallback: str | None = None
-    """Why the endpoint's fallback answered instead of the primary (None: the primary did)."""
-
-
-@dataclass(frozen=True, slots=True)
-class RowProblem:
-    """A problem of one record of a request (``row`` is its position in the request)."""
-
-    row: int
-    problem: RecordProblem
 
 
 class EndpointRuntime:
@@ -119,6 +101,8 @@ class EndpointRuntime:
         features: FeatureStore | None = None,
         breaker_options: Mapping[str, Any] | None = None,
         on_breaker_transition: Callable[[Transition], None] | None = None,
+        pii_mode: PiiMode = "tokenize",
+        pii_key: str | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.name = endpoint.name
@@ -131,6 +115,10 @@ class EndpointRuntime:
         self._feature_store = features
         self._breaker_options = dict(breaker_options or {})
         self._on_breaker_transition = on_breaker_transition
+        self._pii = (pii_mode, pii_key)
+        self.redactor: InputRedactor | None = None
+        """Set at load when a served signature marks fields sensitive: what the prediction
+        log gets of a request's inputs (tokens, or nothing, for those fields)."""
         self.breaker: CircuitBreaker | None = None
         """The primary's circuit breaker (set at load)."""
         self.fallback: EndpointRuntime | DefaultPrediction | None = None
@@ -232,6 +220,11 @@ class EndpointRuntime:
         self.arm_runtimes = [self._load_arm(arm.model) for arm in self.policy.arms]
         self.router = ArmRouter(self.policy.arms, salt=self.name) if self.policy.arms else None
         self.shadows = self._load_shadows()
+        try:
+            self.redactor = self._redactor(schema)
+        except Exception as error:
+            self.error = f"{type(error).__name__}: {error}"
+            raise
         self._batcher = MicroBatcher(
             self._run_batch,
             name=f"{self.name}/{primary.name}/{primary.version}",
@@ -264,6 +257,8 @@ class EndpointRuntime:
             inline_below_ms=self._inline_below_ms if inline else 0,
             features=self._feature_store,
             breaker_options=self._breaker_options,
+            pii_mode=self._pii[0],
+            pii_key=self._pii[1],
         )
 
     def _load_arm(self, model: PinnedModel) -> EndpointRuntime:
@@ -279,6 +274,19 @@ class EndpointRuntime:
             raise
         runtime.fallback = self.fallback
         return runtime
+
+    def _redactor(self, schema: Schema) -> InputRedactor | None:
+        """One for every version the endpoint's requests reach (primary, arms, fallback,
+        shadows): a field one of them marks sensitive is never logged in clear by any."""
+        schemas = [schema, *(arm.schema for arm in self.arm_runtimes if arm is not self)]
+        if isinstance(self.fallback, EndpointRuntime):
+            schemas.append(self.fallback.schema)
+        if self.shadows is not None:
+            schemas += [shadow.schema for shadow in self.shadows.shadows]
+        mode, key = self._pii
+        return InputRedactor.from_schemas(
+            schemas, mode=mode, key=key, what=f"endpoint '{self.name}'"
+        )
 
     def _load_shadows(self) -> ShadowMirror | None:
         """The policy's shadow versions, loaded; one that fails to load is reported in
@@ -378,9 +386,9 @@ class EndpointRuntime:
         them, not the others it happened to be batched with."""
         records = items[0] if len(items) == 1 else [r for item in items for r in item]
         if self.feature_step is not None:
-            return self._run_with_features(items, records, self.feature_step)
+            return run_with_features(items, records, self.feature_step, self._predict)
         try:
-            return self._split(items, self._predict(records))
+            return split_by_item(items, self._predict(records))
         except Exception:
             if len(items) == 1:
                 raise
@@ -391,57 +399,6 @@ class EndpointRuntime:
             return self._predict(item)
         except Exception as error:
             return error
-
-    def _run_with_features(
-        self, items: list[list[Record]], records: list[Record], step: FeatureStep
-    ) -> list[list[RowResult] | Exception]:
-        """One lookup for the whole batch; a request whose rows lack required features fails
-        alone (:class:`MissingFeatures`), the others are predicted together."""
-        try:
-            completed, missing = step.complete(records)
-        except FeatureStoreError:
-            raise  # the store itself failed: every request of the batch
-        except Exception as error:  # an on-demand function refused some request's fields
-            if len(items) == 1:
-                return [OnDemandFailed(error)]
-            # Find which requests: each alone (only on this error path).
-            return [self._run_with_features([item], item, step)[0] for item in items]
-        failed: dict[int, Exception] = {}
-        if missing is not None:
-            bad_rows = {row for row, _, _ in missing.problems}
-            start = 0
-            for index, item in enumerate(items):
-                rows = range(start, start + len(item))
-                if bad_rows.intersection(rows):
-                    failed[index] = type(missing)(
-                        [(r - start, f, why) for r, f, why in missing.problems if r in rows]
-                    )
-                start += len(item)
-        kept = [item for index, item in enumerate(items) if index not in failed]
-        inputs: list[Record] = []
-        start = 0
-        for index, item in enumerate(items):
-            if index not in failed:
-                inputs += completed[start : start + len(item)]
-            start += len(item)
-        predicted = self._predict(inputs) if inputs else []
-        results = [
-            RowResult(result.prediction, result.probabilities, dict(row))
-            for result, row in zip(predicted, inputs, strict=True)
-        ]
-        answers = iter(self._split(kept, results))
-        return [failed[index] if index in failed else next(answers) for index in range(len(items))]
-
-    @staticmethod
-    def _split(items: list[list[Record]], results: list[RowResult]) -> list[list[RowResult]]:
-        if len(items) == 1:
-            return [results]
-        split: list[list[RowResult]] = []
-        start = 0
-        for item in items:
-            split.append(results[start : start + len(item)])
-            start += len(item)
-        return split
 
     def _predict(self, records: list[Record]) -> list[RowResult]:
         """The model's answer for each record (complete model inputs, in order)."""

@@ -42,10 +42,12 @@ import functools
 import logging
 import os
 import shutil
+import signal
 import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import orjson
@@ -117,6 +119,8 @@ def serving_app(
             features=workspace.features if endpoint.policy.features else None,
             breaker_options=breaker_options,
             on_breaker_transition=metrics.breaker_observer(endpoint.name),
+            pii_mode=serving.pii_mode,
+            pii_key=serving.pii_key,
         )
 
     serving = settings.serving
@@ -126,7 +130,12 @@ def serving_app(
         "error_rate": serving.breaker_error_rate,
         "open_seconds": serving.breaker_open_seconds,
     }
-    dataplane = Dataplane({e.name: make_runtime(e) for e in chosen}, log, metrics)
+    dataplane = Dataplane(
+        {e.name: make_runtime(e) for e in chosen},
+        log,
+        metrics,
+        max_request_rows=serving.max_request_rows,
+    )
     for name in dataplane.runtimes:
         metrics.watch_queue(name, functools.partial(_queued, dataplane, name))
     watcher = RevisionWatcher(
@@ -136,12 +145,15 @@ def serving_app(
         interval_seconds=settings.serving.revision_poll_seconds,
         keep_previous_seconds=settings.serving.keep_previous_seconds,
     )
+    guard = _guard(workspace) if auth else None
+    _watch_dependencies(metrics, dataplane, watcher, guard)
     return ServingApp(
         dataplane,
         max_request_bytes=settings.serving.max_request_bytes,
         compactor=compactor,
         watcher=watcher,
-        guard=_guard(workspace) if auth else None,
+        guard=guard,
+        deployments=workspace.deployments,
         open_cache=functools.partial(
             open_cache,
             serving.cache_url,
@@ -149,6 +161,21 @@ def serving_app(
             max_entries=serving.cache_max_entries,
         ),
     )
+
+
+def _watch_dependencies(
+    metrics: ServingMetrics, dataplane: Dataplane, watcher: RevisionWatcher, guard: Guard | None
+) -> None:
+    """``keel_dependency_up``: what each degradation ``/readyz`` details shows, as a gauge."""
+    metrics.watch_dependency("metadata", lambda: watcher.metadata_reachable)
+    metrics.watch_dependency(
+        "cache",  # opened at startup: reachable until then
+        lambda: dataplane.cache is None or bool(dataplane.cache.status()["reachable"]),
+    )
+    if guard is not None:
+        keys, limiter = guard.keys, guard.limiter
+        metrics.watch_dependency("api_keys", lambda: bool(keys.status()["database_reachable"]))
+        metrics.watch_dependency("ratelimit", lambda: bool(limiter.status().get("reachable", True)))
 
 
 def _guard(workspace: Workspace) -> Guard:
@@ -208,12 +235,22 @@ def run_server(
     HTTPS when ``tls`` is given.
 
     uvicorn handles SIGINT and SIGTERM: it stops accepting, finishes the requests in flight and
-    runs the lifespan shutdown (batchers drained, prediction log closed).
+    runs the lifespan shutdown (batchers drained, prediction log closed). It then raises the
+    signal again for the handler it found; SIGTERM's is set to exit 0 here, so a graceful stop
+    is a success to whatever supervises the process (systemd, Kubernetes), not "killed".
     """
     import uvicorn
 
     config = uvicorn.Config(app, **_options(host=host, port=port, log_level=log_level, tls=tls))
-    uvicorn.Server(config).run()
+    previous = signal.signal(signal.SIGTERM, _stopped)
+    try:
+        uvicorn.Server(config).run()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _stopped(signum: int, frame: FrameType | None) -> NoReturn:
+    raise SystemExit(0)
 
 
 HEALTHCHECK_TIMEOUT_SECONDS = 30

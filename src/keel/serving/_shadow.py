@@ -29,9 +29,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from keel.serving._predlog import PredictionEntry
+from keel.serving._rows import logged_inputs
 
 if TYPE_CHECKING:
     from keel.serving._metrics import ServingMetrics
+    from keel.serving._pii import InputRedactor
     from keel.serving._predlog import PredictionLog
     from keel.serving._runtime import EndpointRuntime, Record, RowResult
 
@@ -53,6 +55,8 @@ class MirroredRequest:
     prediction_ids: Sequence[str]
     results: Sequence[RowResult]
     revision: int | None
+    redactor: InputRedactor | None = None
+    """The endpoint's: what the log may hold of the inputs (see :mod:`keel.serving._pii`)."""
 
 
 class ShadowMirror:
@@ -146,7 +150,7 @@ class ShadowMirror:
                         endpoint=self.endpoint,
                         model=model.name,
                         model_version=model.version,
-                        inputs=record if result.inputs is None else {**record, **result.inputs},
+                        inputs=logged_inputs(record, result, request.redactor),
                         prediction=result.prediction,
                         probabilities=result.probabilities,
                         latency_ms=seconds * 1000,
