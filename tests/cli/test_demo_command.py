@@ -278,7 +278,7 @@ def test_demo_shows_a_sticky_canary_a_shadow_and_a_fallback_taking_over(demo: De
     assert set(reasons) == {"model_error", "breaker_open"}  # the breaker opened
     keel = Keel(CliRunner(), demo.project)
     endpoint = keel.json("endpoints", "show", ENDPOINT)
-    policy = endpoint["revision"]["policy"] if "revision" in endpoint else endpoint["policy"]
+    policy = endpoint["revision"]["policy"]
     assert policy["primary"]["name"] == "breast-cancer"  # back to the champion alone
     assert (policy["arms"], policy["shadows"], policy["fallback"]) == ([], [], None)
     with open_workspace(demo.project) as workspace:

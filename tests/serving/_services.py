@@ -17,6 +17,7 @@ binaries are missing unless KEEL_REQUIRE_SERVICES=1.
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import glob
 import os
@@ -44,7 +45,7 @@ def unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-class _Child:
+class _Child(abc.ABC):
     """A service process started here: stopped by its PID, reaped, never left running; its
     files in :attr:`directory`, removed when the ``with`` block ends."""
 
@@ -52,11 +53,11 @@ class _Child:
     name = "service"
     directory: Path
 
-    def start(self) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def start(self) -> None: ...
 
-    def stop(self) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def stop(self) -> None: ...
 
     def __enter__(self) -> Self:
         self.start()

@@ -22,6 +22,8 @@ from keel.serving._app import ServingApp
 from keel.serving._predlog import Compactor, LogReader
 from keel.serving._server import serving_app
 
+from .conftest import sqlite_settings
+
 pytestmark = pytest.mark.anyio
 
 FRAME = pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0]})
@@ -47,15 +49,7 @@ class Flaky:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    project = tmp_path / "project"
-    project.mkdir()
-    return Settings.load(
-        project,
-        metadata_url=f"sqlite:///{tmp_path / 'meta' / 'keel.db'}",
-        artifacts_url=str(tmp_path / "artifacts"),
-        actor="tester",
-        serving={"breaker_min_requests": 5, "breaker_open_seconds": 0.2},
-    )
+    return sqlite_settings(tmp_path, breaker_min_requests=5, breaker_open_seconds=0.2)
 
 
 @pytest.fixture

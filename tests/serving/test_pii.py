@@ -38,6 +38,8 @@ from keel.serving._pii import TOKEN_PREFIX, InputRedactor, canonical_text
 from keel.serving._predlog import Compactor
 from keel.serving._server import serving_app
 
+from .conftest import sqlite_settings
+
 KEY = "pii-test-key-0123456789abcdef"
 TOKEN = re.compile(re.escape(TOKEN_PREFIX) + "[0-9a-f]{64}")
 SCHEMA = Schema(
@@ -363,23 +365,9 @@ SSNS = [918_273_645_546_372_819, 918_273_645_546_370_001, 918_273_645_546_379_99
 SECRETS: list[str | int] = [*EMAILS, *SSNS]
 
 
-def serving_settings(tmp_path: Path, **serving: Any) -> Settings:
-    """A project on SQLite (the log, not the metadata backend, is under test) with
-    ``serving`` settings."""
-    project = tmp_path / "project"
-    project.mkdir()
-    return Settings.load(
-        project,
-        metadata_url=f"sqlite:///{tmp_path / 'meta' / 'keel.db'}",
-        artifacts_url=str(tmp_path / "artifacts"),
-        actor="tester",
-        serving=serving,
-    )
-
-
 @pytest.fixture(params=["tokenize", "drop"])
 def pii_workspace(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Workspace]:
-    with Workspace(serving_settings(tmp_path, pii_mode=request.param, pii_key=KEY)) as workspace:
+    with Workspace(sqlite_settings(tmp_path, pii_mode=request.param, pii_key=KEY)) as workspace:
         yield workspace
 
 
@@ -537,7 +525,7 @@ async def test_arms_and_shadows_that_do_not_mark_a_field_log_it_protected_too(
 async def test_an_endpoint_with_sensitive_fields_does_not_start_without_a_key(
     tmp_path: Path,
 ) -> None:
-    settings = serving_settings(tmp_path)
+    settings = sqlite_settings(tmp_path)
     assert (settings.serving.pii_mode, settings.serving.pii_key) == ("tokenize", None)
     with Workspace(settings) as workspace:
         register_sensitive(workspace, "scored")

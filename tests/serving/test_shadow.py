@@ -23,6 +23,8 @@ from keel.serving._predlog import Compactor, LogReader
 from keel.serving._server import serving_app
 from keel.serving._shadow import same_prediction
 
+from .conftest import sqlite_settings
+
 pytestmark = pytest.mark.anyio
 
 PREDICT = "/v1/endpoints/churn/predict"
@@ -46,14 +48,7 @@ class Doubler:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    project = tmp_path / "project"
-    project.mkdir()
-    return Settings.load(
-        project,
-        metadata_url=f"sqlite:///{tmp_path / 'meta' / 'keel.db'}",
-        artifacts_url=str(tmp_path / "artifacts"),
-        actor="tester",
-    )
+    return sqlite_settings(tmp_path)
 
 
 @pytest.fixture

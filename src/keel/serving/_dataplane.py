@@ -198,7 +198,7 @@ class Dataplane:
             ]
         )
         if arm is not None:
-            self.metrics.arm(endpoint.name, arm, latency_ms / 1000)
+            self.metrics.traffic.arm(endpoint.name, arm, latency_ms / 1000)
         if endpoint.shadows is not None:
             endpoint.shadows.submit(
                 MirroredRequest(records, ids, results, endpoint.revision, redact),

@@ -89,6 +89,7 @@ from keel.serving._metrics_sources import (
     ProcessSampler,
     forget_dead_processes,
 )
+from keel.serving._metrics_traffic import TrafficMetrics
 
 if TYPE_CHECKING:
     from keel.serving._predlog import Compactor, PredictionLog
@@ -97,7 +98,7 @@ logger = logging.getLogger(__name__)
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
-_LATENCY_BUCKETS = (
+LATENCY_BUCKETS = (
     0.0005,
     0.001,
     0.002,
@@ -165,7 +166,7 @@ class ServingMetrics:
             "keel_request_duration_seconds",
             "Time from request to response, by endpoint and model version.",
             ["endpoint", "model_version"],
-            buckets=_LATENCY_BUCKETS,
+            buckets=LATENCY_BUCKETS,
             registry=owner,
         )
         self._errors = Counter(
@@ -186,7 +187,7 @@ class ServingMetrics:
             "keel_batch_duration_seconds",
             "Time inside one model call, by endpoint.",
             ["endpoint"],
-            buckets=_LATENCY_BUCKETS,
+            buckets=LATENCY_BUCKETS,
             registry=owner,
         )
         self._inline_batches = Counter(
@@ -200,7 +201,7 @@ class ServingMetrics:
             "keel_queue_wait_seconds",
             "Time a request waited in its endpoint's queue before its model call started.",
             ["endpoint"],
-            buckets=_LATENCY_BUCKETS,
+            buckets=LATENCY_BUCKETS,
             registry=owner,
         )
         self.in_flight = Gauge(
@@ -250,45 +251,8 @@ class ServingMetrics:
             ["endpoint", "state"],
             registry=owner,
         )
-        self._arm_requests = Counter(
-            "keel_arm_requests",
-            "Requests answered by each arm of an endpoint's traffic split.",
-            ["endpoint", "arm"],
-            registry=owner,
-        )
-        self._arm_seconds = Histogram(
-            "keel_arm_duration_seconds",
-            "Time to answer a request (model, cache, fallback; not the transport), by arm.",
-            ["endpoint", "arm"],
-            buckets=_LATENCY_BUCKETS,
-            registry=owner,
-        )
-        self._shadow_requests = Counter(
-            "keel_shadow_requests",
-            "Requests mirrored to each shadow version, by outcome (ok, error, timeout, "
-            "invalid_input: not valid for the shadow's signature, dropped: too many in flight).",
-            ["endpoint", "model", "outcome"],
-            registry=owner,
-        )
-        self._shadow_seconds = Histogram(
-            "keel_shadow_duration_seconds",
-            "Time a shadow version took to answer a mirrored request.",
-            ["endpoint", "model"],
-            buckets=_LATENCY_BUCKETS,
-            registry=owner,
-        )
-        self._shadow_compared = Counter(
-            "keel_shadow_compared_rows",
-            "Rows whose shadow prediction was compared with the primary's answer.",
-            ["endpoint", "model"],
-            registry=owner,
-        )
-        self._shadow_disagreements = Counter(
-            "keel_shadow_disagreements",
-            "Compared rows where the shadow's prediction differed from the primary's.",
-            ["endpoint", "model"],
-            registry=owner,
-        )
+        self.traffic = TrafficMetrics(owner, LATENCY_BUCKETS)
+        """Per-arm and shadow metrics (see :class:`TrafficMetrics`)."""
         self._dependency_up = Gauge(
             "keel_dependency_up",
             "1 while a dependency the server uses is reachable, 0 while it serves without it "
@@ -392,36 +356,6 @@ class ServingMetrics:
                 if child is None:
                     child = self._children[key] = self._cache_lookups.labels(endpoint, result)
                 child.inc(count)
-
-    def arm(self, endpoint: str, arm: str, seconds: float) -> None:
-        key = ("a", endpoint, arm)
-        pair = self._children.get(key)
-        if pair is None:
-            pair = self._children[key] = (
-                self._arm_requests.labels(endpoint, arm),
-                self._arm_seconds.labels(endpoint, arm),
-            )
-        pair[0].inc()
-        pair[1].observe(seconds)
-
-    def shadow(
-        self,
-        endpoint: str,
-        model: str,
-        outcome: str,
-        seconds: float | None,
-        compared: int = 0,
-        disagreed: int = 0,
-    ) -> None:
-        """One request mirrored to shadow ``model``: its outcome, how long the shadow took
-        (None when it was not asked) and, when it answered, the rows compared and differing."""
-        self._shadow_requests.labels(endpoint, model, outcome).inc()
-        if seconds is not None:
-            self._shadow_seconds.labels(endpoint, model).observe(seconds)
-        if compared:
-            self._shadow_compared.labels(endpoint, model).inc(compared)
-        if disagreed:
-            self._shadow_disagreements.labels(endpoint, model).inc(disagreed)
 
     def breaker_observer(self, endpoint: str) -> Callable[[Transition], None]:
         """The ``on_transition`` of ``endpoint``'s breakers: the state gauge and the count."""

@@ -93,7 +93,7 @@ class ShadowMirror:
         because ``max_pending`` requests are already in flight. Never raises for a shadow."""
         if len(self._pending) >= self.max_pending:
             for shadow in self.shadows:
-                metrics.shadow(self.endpoint, _label(shadow), DROPPED, None)
+                metrics.traffic.shadow(self.endpoint, _label(shadow), DROPPED, None)
             return False
         task = asyncio.get_running_loop().create_task(self._mirror(request, log, metrics))
         self._pending.add(task)
@@ -117,15 +117,15 @@ class ShadowMirror:
         started = time.perf_counter()
         try:
             if shadow.validate(records):  # another signature than the primary's
-                metrics.shadow(self.endpoint, label, INVALID, None)
+                metrics.traffic.shadow(self.endpoint, label, INVALID, None)
                 return
             async with asyncio.timeout(self.timeout_seconds):
                 results = await shadow.predict(records)
         except TimeoutError:
-            metrics.shadow(self.endpoint, label, TIMEOUT, time.perf_counter() - started)
+            metrics.traffic.shadow(self.endpoint, label, TIMEOUT, time.perf_counter() - started)
             return
         except Exception as error:
-            metrics.shadow(self.endpoint, label, FAILED, time.perf_counter() - started)
+            metrics.traffic.shadow(self.endpoint, label, FAILED, time.perf_counter() - started)
             logger.warning(
                 "endpoint '%s': shadow %s failed: %s: %s",
                 self.endpoint,
@@ -140,7 +140,7 @@ class ShadowMirror:
             if primary.fallback is None:
                 compared += 1
                 disagreed += not same_prediction(primary.prediction, mine.prediction)
-        metrics.shadow(self.endpoint, label, OK, seconds, compared, disagreed)
+        metrics.traffic.shadow(self.endpoint, label, OK, seconds, compared, disagreed)
         model = shadow.policy.primary
         try:
             await log.append(
