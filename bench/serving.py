@@ -12,8 +12,10 @@ req/s, p50 and p99 as wrk printed them. Non-2xx answers and socket errors are co
 hidden. Needs ``wrk`` (Debian: apt-get install wrk) and uvicorn[standard].
 
 ``keel-all`` turns on issue 6's request-path pieces (cache, a 90/10 split, API keys and rate
-limits); with ``--varied`` every request carries another body (bench/wrk_post_varied.lua), so
-the cache misses and pays its whole cost, and the summary gives keel-all / keel.
+limits); ``keel-cache``, ``keel-auth`` and ``keel-arms`` one each. With ``--varied`` every
+request carries another body (bench/wrk_post_varied.lua), so the cache misses and pays its
+whole cost (without it, ``keel-cache`` answers every request from the cache: the hit path), and
+the summary gives each variant / keel.
 
 Runs are interleaved (for each model and connection count: thin, keel, thin, keel, ...;
 ``--repeat`` rounds) so a machine that slows down mid-run slows both servers alike; the summary
@@ -80,6 +82,8 @@ def keel(
     workdir: Path,
     *,
     cache: bool = False,
+    auth: bool = False,
+    arms: bool = False,
     everything: bool = False,
 ) -> tuple[list[str], str]:
     """``keel serve`` with everything on: signature validation, metrics, the prediction log
@@ -89,11 +93,12 @@ def keel(
 
     from keel import Settings, Workspace
 
-    suffix = "-all" if everything else "-cache" if cache else ""
-    project = workdir / f"keel-{model}{suffix}"
+    cache, auth, arms = cache or everything, auth or everything, arms or everything
+    pieces = [name for name, on in (("cache", cache), ("auth", auth), ("arms", arms)) if on]
+    project = workdir / "-".join(["keel", model, *pieces])
     project.mkdir(exist_ok=True)
     toml = "[tracking]\ncapture_packages = false\n"
-    if everything:
+    if auth:
         toml += '[serving]\nauth = "on"\n'
     (project / "keel.toml").write_text(toml)
     fitted = fit(model, feature_names=True)
@@ -102,10 +107,11 @@ def keel(
     batching = {"max_batch_size": 32} if model == "hist_gradient_boosting" else {}
     with Workspace(Settings.load(project)) as workspace:
         version = workspace.registry.register(model, fitted, input_example=example)
-        arms: list[tuple[str, float]] = []
-        if everything:  # a 90/10 split between two versions of the model
+        split: list[tuple[str, float]] = []
+        if arms:  # a 90/10 split between two versions of the model
             canary = workspace.registry.register(model, fitted, input_example=example)
-            arms = [(version.uri, 90), (canary.uri, 10)]
+            split = [(version.uri, 90), (canary.uri, 10)]
+        if auth:
             _, secret = workspace.keys.create(
                 "bench", ["predict"], rate_per_second=1e9, burst=10**9
             )
@@ -114,8 +120,8 @@ def keel(
             "bench",
             version.uri,
             max_batch_wait_ms=2.0 if batching else 0.0,
-            cache=cache or everything,
-            arms=arms,
+            cache=cache,
+            arms=split,
             **batching,
         )
     keel_command = str(Path(sys.executable).with_name("keel"))
@@ -139,10 +145,22 @@ def keel_everything(model: str, pickle_path: Path, workdir: Path) -> tuple[list[
     return keel(model, pickle_path, workdir, everything=True)
 
 
+def keel_auth(model: str, pickle_path: Path, workdir: Path) -> tuple[list[str], str]:
+    """keel with API keys checked and rate-limited (in memory) on every request."""
+    return keel(model, pickle_path, workdir, auth=True)
+
+
+def keel_arms(model: str, pickle_path: Path, workdir: Path) -> tuple[list[str], str]:
+    """keel with a 90/10 split of two versions of the model, by routing key."""
+    return keel(model, pickle_path, workdir, arms=True)
+
+
 SERVERS: dict[str, Server] = {
     "thin": thin,
     "keel": keel,
     "keel-cache": keel_cache_hits,
+    "keel-auth": keel_auth,
+    "keel-arms": keel_arms,
     "keel-all": keel_everything,
 }
 
@@ -299,7 +317,7 @@ def main() -> None:
     parser.add_argument(
         "--varied",
         action="store_true",
-        help="a different body on every request (a cache then misses); keel-all always is",
+        help="a different body on every request (a cache then misses)",
     )
     args = parser.parse_args()
     print(machine())
@@ -342,29 +360,21 @@ def main() -> None:
 
 
 def summarize(results: dict[tuple[str, str, int], list[Result]]) -> None:
-    """Medians per server and case, and keel's throughput and p50/p99 ratios to thin."""
-    print("\nmedians (req/s, p50 ms, p99 ms) and keel / thin")
+    """Medians per server and case: keel's throughput and p50/p99 ratios to thin, and each
+    keel variant's (cache, auth, arms, all of them) to keel."""
+    print("\nmedians (req/s, p50 ms, p99 ms) and keel / thin, keel-* / keel")
     for (server, model, connections), runs in sorted(results.items()):
-        everything = results.get(("keel-all", model, connections))
-        if server == "keel" and everything:
-            rps, p50, p99 = _medians(runs)
-            all_rps, all_p50, all_p99 = _medians(everything)
-            print(
-                f"{model:<24}{connections:>3} conns  keel-all {all_rps:>7,.0f} {all_p50:.2f} "
-                f"{all_p99:.2f} vs keel {rps:>7,.0f}: req/s x{all_rps / rps:.2f}"
-                f"  p50 x{all_p50 / p50:.2f}  p99 x{all_p99 / p99:.2f}"
-            )
-        if server != "keel":
+        if server == "thin":
             continue
-        keel_rps, keel_p50, keel_p99 = _medians(runs)
-        line = f"{model:<24}{connections:>3} conns  keel {keel_rps:>7,.0f} {keel_p50:.2f}"
-        line += f" {keel_p99:.2f}"
-        thin_runs = results.get(("thin", model, connections))
-        if thin_runs:
-            rps, p50, p99 = _medians(thin_runs)
+        rps, p50, p99 = _medians(runs)
+        line = f"{model:<24}{connections:>3} conns  {server:<10} {rps:>7,.0f} {p50:.2f} {p99:.2f}"
+        base = "thin" if server == "keel" else "keel"
+        base_runs = results.get((base, model, connections))
+        if base_runs:
+            base_rps, base_p50, base_p99 = _medians(base_runs)
             line += (
-                f"  thin {rps:>7,.0f} {p50:.2f} {p99:.2f}  req/s x{keel_rps / rps:.2f}"
-                f"  p50 x{keel_p50 / p50:.2f}  p99 x{keel_p99 / p99:.2f}"
+                f"  vs {base} {base_rps:>7,.0f} {base_p50:.2f} {base_p99:.2f}: req/s "
+                f"x{rps / base_rps:.2f}  p50 x{p50 / base_p50:.2f}  p99 x{p99 / base_p99:.2f}"
             )
         print(line)
 

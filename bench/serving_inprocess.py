@@ -87,7 +87,9 @@ class _NoMetrics:
         return self
 
 
-async def measure(model: str, calls: int, rounds: int) -> dict[str, list[float]]:
+async def measure(
+    model: str, calls: int, rounds: int, only: list[str] | None = None
+) -> dict[str, list[float]]:
     from keel import Settings, Workspace
     from keel.serving._server import serving_app
 
@@ -177,6 +179,9 @@ async def measure(model: str, calls: int, rounds: int) -> dict[str, list[float]]
             auth_app, path.replace("/bench/", "/bench-all/"), varied, [*key, *routed]
         ),
     }  # fmt: skip
+    if only:  # one line alone, e.g. under a profiler
+        variants = {k: v for k, v in variants.items() if any(part in k for part in only)}
+        extra = {k: v for k, v in extra.items() if any(part in k for part in only)}
     results: dict[str, list[float]] = {
         name: [] for name in ["thin", *variants, *extra, "model alone"]
     }
@@ -212,9 +217,12 @@ def main() -> None:
     parser.add_argument("--model", choices=MODELS, default="logistic")
     parser.add_argument("--calls", type=int, default=5000)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument(
+        "--only", nargs="*", default=[], help="measure only the lines containing one of these"
+    )
     args = parser.parse_args()
     print(machine())
-    results = uvloop.run(measure(args.model, args.calls, args.rounds))
+    results = uvloop.run(measure(args.model, args.calls, args.rounds, args.only))
     print(f"{args.model}: µs per request, median of {args.rounds} rounds of {args.calls} calls")
     for name, values in results.items():
         print(f"  {name:<30}{statistics.median(values):>8.1f}")

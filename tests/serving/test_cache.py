@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import numpy as np
 import pytest
 import redis
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from keel.errors import ConfigError
@@ -88,6 +88,46 @@ def test_key_ignores_how_a_float_was_written(value: float) -> None:
     spellings = [repr(value), f"{value:.17e}", f"{value:.25E}", f"{value:.20g}"]
     keys = {cache_key("m", 1, json.loads(f'{{"x": {text}}}'), ["x"]) for text in spellings}
     assert keys == {cache_key("m", 1, {"x": value}, ["x"])}
+
+
+class _Float(float):
+    """A float subclass: keys like its value, but never takes the packed all-numbers path."""
+
+
+class _Int(int):
+    """An int subclass, likewise."""
+
+
+numbers = st.one_of(
+    st.integers(min_value=-(2**70), max_value=2**70), st.floats(allow_nan=True, allow_infinity=True)
+)
+
+
+@given(st.lists(numbers, min_size=1, max_size=6))
+@example([-0.0, 1])
+@example([float("nan"), 2.5])
+@example([2**53 + 1, 0.5])
+def test_an_all_numeric_record_keys_alike_packed_or_column_by_column(values: list[Any]) -> None:
+    columns = [f"c{index}" for index in range(len(values))]
+    packed = dict(zip(columns, values, strict=True))
+    one_by_one = {
+        name: _Float(value) if isinstance(value, float) else _Int(value)
+        for name, value in packed.items()
+    }
+    assert cache_key("m", 1, packed, columns) == cache_key("m", 1, one_by_one, columns)
+
+
+@given(st.lists(numbers, min_size=2, max_size=2), st.lists(numbers, min_size=2, max_size=2))
+@example([-0.0, 1], [0.0, 1.0])
+@example([2**53 + 1, 1], [2.0**53, 1])
+def test_all_numeric_records_share_a_key_only_when_their_values_match(
+    first: list[Any], second: list[Any]
+) -> None:
+    def key(values: list[Any]) -> bytes:
+        return cache_key("m", 1, {"a": values[0], "b": values[1]}, ["a", "b"])
+
+    same = all(same_value(a, b) for a, b in zip(first, second, strict=True))
+    assert (key(first) == key(second)) == same
 
 
 @given(scalars, scalars)

@@ -7,6 +7,11 @@ The model name and version stay in clear as the key's prefix (a new version neve
 version's entries, and Redis keys can be scanned per version); the record goes through a
 128-bit blake2b digest of a typed, unambiguous encoding of each signature column, so field
 order, number formatting and int-versus-equal-float do not change the key.
+
+The digest covers one tag per column (``f``: a number a double holds, its 8 bytes follow;
+``x``: anything else, its self-delimiting encoding follows), then the columns' payloads. A
+record whose every column is such a number (most feature vectors) packs all of them in one
+``struct`` call, a few times faster than encoding column by column, to the very same bytes.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from typing import Any
 
 _DOUBLE = struct.Struct("<d")
 _LENGTH = struct.Struct("<Q")
+_NUMBER_TYPES = frozenset({float, int})
+_FLOAT = frozenset({float})
 
 
 def _encode(value: Any, out: list[bytes]) -> None:
@@ -56,6 +63,49 @@ def _encode(value: Any, out: list[bytes]) -> None:
             _encode(plain, out)
     else:
         _encode_other(value, out)
+
+
+def _as_doubles(values: list[Any]) -> list[float] | None:
+    """``values`` as the doubles :func:`_as_double` gives each, when every one is a plain int
+    or float that gives one (the common all-numeric record, checked by C loops); else None."""
+    kinds = set(map(type, values))
+    if kinds == _FLOAT:
+        numbers = values
+    elif kinds <= _NUMBER_TYPES:
+        try:
+            numbers = list(map(float, values))
+        except OverflowError:
+            return None
+        if numbers != values:  # an int no double holds exactly
+            return None
+    else:
+        return None
+    total = sum(numbers)
+    if total != total:  # a NaN (or inf and -inf): the column-by-column path sorts it out
+        return None
+    if 0.0 in numbers:
+        numbers = [number + 0.0 for number in numbers]  # -0.0 + 0.0 is 0.0
+    return numbers
+
+
+def _as_double(value: Any) -> float | None:
+    """The double a number keys as (-0.0 as 0.0): a float other than NaN, or an int (not a
+    bool) a double holds exactly, a subclass of either or a numpy scalar of either; None for
+    anything else."""
+    if isinstance(value, float):
+        number = float(value)
+        return None if number != number else number + 0.0
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:
+            number = float(value)
+        except OverflowError:
+            return None
+        return number + 0.0 if number == int(value) else None
+    if hasattr(value, "item") and callable(value.item):  # numpy scalars: np.int64, np.float32
+        plain = value.item()
+        if type(plain) is not type(value):
+            return _as_double(plain)
+    return None
 
 
 def _plain_builtin(value: int | float | str) -> int | float | str:
@@ -110,25 +160,40 @@ class CacheKeys:
     computed once and copied per record.
     """
 
-    __slots__ = ("_base", "_columns", "prefix")
+    __slots__ = ("_all_numbers", "_base", "_columns", "_pack", "prefix")
 
     def __init__(self, model_name: str, model_version: int | str, columns: Sequence[str]) -> None:
         self.prefix = f"{model_name}:{model_version}:".encode()
         self._columns = tuple(sorted(set(columns)))
-        self._base = hashlib.blake2b(digest_size=16, person=b"keel-cache-v1")
+        self._base = hashlib.blake2b(digest_size=16, person=b"keel-cache-v2")
         header: list[bytes] = []
         for name in self._columns:
             _encode(name, header)
         self._base.update(b"".join(header))
+        self._pack = struct.Struct(f"<{len(self._columns)}d").pack
+        self._all_numbers = b"f" * len(self._columns)
 
     def key(self, record: Mapping[str, Any]) -> bytes:
         """The key of one record."""
-        parts: list[bytes] = []
-        get = record.get
-        for name in self._columns:
-            _encode(get(name), parts)
+        values = list(map(record.get, self._columns))
         digest = self._base.copy()
-        digest.update(b"".join(parts))
+        numbers = _as_doubles(values)
+        if numbers is not None:
+            digest.update(self._all_numbers)
+            digest.update(self._pack(*numbers))
+        else:
+            tags = bytearray()
+            payload: list[bytes] = []
+            for value in values:
+                number = _as_double(value)
+                if number is None:
+                    tags += b"x"
+                    _encode(value, payload)
+                else:
+                    tags += b"f"
+                    payload.append(_DOUBLE.pack(number))
+            digest.update(tags)
+            digest.update(b"".join(payload))
         return self.prefix + digest.hexdigest().encode()
 
     def keys(self, records: Sequence[Mapping[str, Any]]) -> list[bytes]:

@@ -14,8 +14,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from keel.errors import ConfigError
@@ -27,9 +26,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger("keel.serving.ratelimit")
 
 
-@dataclass(frozen=True)
-class Decision:
-    """The answer to one request: whether it may go ahead, and when to retry if not."""
+class Decision(NamedTuple):
+    """The answer to one request: whether it may go ahead, and when to retry if not (a named
+    tuple: one is made per request, and a tuple is the cheapest immutable record to make)."""
 
     allowed: bool
     retry_after_seconds: float
