@@ -136,12 +136,9 @@ def _float_bytes(value: float) -> bytes:
 def _int_bytes(value: int) -> bytes:
     # An int a double holds exactly keys as that double, so 1 and 1.0 meet; a larger one
     # equals no float at all and keys by its decimal digits (';' ends them).
-    try:
-        as_float = float(value)
-    except OverflowError:
-        return b"i" + str(value).encode() + b";"
-    if as_float == value:
-        return _float_bytes(as_float)
+    number = _as_double(value)
+    if number is not None:
+        return b"f" + _DOUBLE.pack(number)
     return b"i" + str(value).encode() + b";"
 
 
