@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import multiprocessing
+import sqlite3
+import threading
 import time
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -94,6 +97,27 @@ def test_concurrent_first_use_from_several_processes_migrates_once(metadata_url:
     store = MetadataStore(metadata_url)
     assert store.current_revision() == MetadataStore.head_revision()
     store.close()
+
+
+def test_a_new_sqlite_file_being_written_by_another_process_is_waited_for(
+    tmp_path: Path,
+) -> None:
+    # SQLite refuses the switch to WAL at once, busy timeout or not, while another connection
+    # holds a write lock on a file still in rollback-journal mode.
+    path = tmp_path / "keel.db"
+    writer = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("CREATE TABLE other_tool (x)")
+    release = threading.Timer(0.5, writer.execute, args=("COMMIT",))
+    release.start()
+    store = MetadataStore(f"sqlite:///{path}")
+    try:
+        store.migrate()
+        assert store.current_revision() == MetadataStore.head_revision()
+    finally:
+        release.join()
+        writer.close()
+        store.close()
 
 
 def test_an_unreachable_server_is_reported_as_unavailable() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -128,12 +129,15 @@ class MetadataStore:
                     f"its schema is at revision {current}, which this version of keel does not "
                     "know; it was written by a newer keel, so upgrade keel-ml",
                 )
+            # One transaction around every step, opened here: Alembic commits after each
+            # migration on SQLite (it treats its DDL as non-transactional), which would let a
+            # second process waiting on the write lock start from a half-migrated schema.
             with (
                 self._translated(),
                 self._engine.execution_options(keel_write=True).connect() as connection,
+                connection.begin(),
             ):
                 command.upgrade(_alembic_config(connection), revision)
-                connection.commit()
         except (MetadataStoreUnavailable, MigrationError):
             raise
         except MetadataStoreError as error:
@@ -163,11 +167,29 @@ def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
     # Hand transaction control to the "begin" listener below (pysqlite's own is broken for this).
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    _enable_wal(cursor)
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+def _enable_wal(cursor: Any) -> None:
+    # Switching a fresh file to WAL needs an exclusive lock, and SQLite answers "database is
+    # locked" at once, without its busy handler, while another process holds a write lock on the
+    # file (several processes opening a new workspace together). Wait for that writer the way the
+    # busy timeout would have.
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    pause = 0.005
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() >= deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.1)
 
 
 def _begin_sqlite_transaction(connection: Connection) -> None:
