@@ -8,6 +8,7 @@ they can stop it and start it again on the same port. Each test drives its own l
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -299,6 +300,17 @@ def test_cache_round_trips_every_field_of_an_answer(backend: str) -> None:
     run(scenario())
 
 
+def test_cache_drops_an_answer_json_cannot_hold_and_keeps_the_rest(backend: str) -> None:
+    async def scenario() -> None:
+        cache = open_cache(backend)
+        await cache.set_many([(b"m:1:a", CachedAnswer(object(), None)), (b"m:1:b", answer(2))])
+        assert await cache.get_many([b"m:1:a", b"m:1:b"]) == [None, answer(2)]
+        assert (cache.status()["stored"], cache.status()["dropped"]) == (1, 1)
+        await cache.close()
+
+    run(scenario())
+
+
 def test_cache_later_answer_replaces_an_earlier_one(backend: str) -> None:
     async def scenario() -> None:
         cache = open_cache(backend)
@@ -371,6 +383,22 @@ def test_memory_stays_bounded_under_many_distinct_keys() -> None:
             await cache.set_many([(b"%d" % n, answer(1)) for n in range(start, start + 50)])
         assert len(cache) == 100
         assert cache.status()["entries"] == 100
+
+    run(scenario())
+
+
+def test_memory_entries_give_the_garbage_collector_nothing_to_walk() -> None:
+    # A full cache of answer objects made every full collection a long pause (p99 ×3).
+    async def scenario() -> None:
+        cache = MemoryCache(max_entries=1_000)
+        await cache.set_many(
+            [(b"%d" % n, CachedAnswer(n, {"a": 0.5}, {"x": [n]})) for n in range(1_000)]
+        )
+        gc.collect()
+        tracked = [entry for entry in cache._entries.values() if gc.is_tracked(entry)]
+        assert tracked == []
+        found = await cache.get_many([b"7"])
+        assert found == [CachedAnswer(7, {"a": 0.5}, {"x": [7]})]
 
     run(scenario())
 

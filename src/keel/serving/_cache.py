@@ -130,6 +130,12 @@ class MemoryCache(PredictionCache):
     its front past ``max_entries``); an expired entry is dropped when it is next looked up, or
     evicted as least recently used. Its methods never suspend: awaiting them costs a coroutine
     step (≈0.1 µs), not a trip through the event loop.
+
+    An entry is its expiry and the answer encoded as Redis keeps it (compact JSON), not the
+    answer's objects: a full cache of objects is hundreds of thousands of containers the garbage
+    collector walks on every full collection (a 30 ms pause at p99 with 100,000 entries), while
+    a float and a bytes value are not tracked at all. A hit then answers exactly what a Redis
+    hit answers.
     """
 
     backend = "memory"
@@ -146,7 +152,7 @@ class MemoryCache(PredictionCache):
             raise ConfigError(f"the prediction cache needs max_entries >= 1, not {max_entries}")
         self.max_entries = max_entries
         self._clock = clock
-        self._entries: OrderedDict[bytes, tuple[float, CachedAnswer]] = OrderedDict()
+        self._entries: OrderedDict[bytes, tuple[float, bytes]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -165,7 +171,7 @@ class MemoryCache(PredictionCache):
                 found.append(None)
             else:
                 entries.move_to_end(key)
-                found.append(entry[1])
+                found.append(_decode_answer(entry[1]))
                 hits += 1
         self.counters["hits"] += hits
         self.counters["misses"] += len(found) - hits
@@ -176,12 +182,18 @@ class MemoryCache(PredictionCache):
     ) -> None:
         expires = self._clock() + self._ttl(ttl_seconds)
         entries = self._entries
+        stored = 0
         for key, answer in items:
-            entries[key] = (expires, answer)
+            try:
+                entries[key] = (expires, _encode_answer(answer))
+            except TypeError:  # an answer JSON cannot hold is not kept, as in Redis
+                self.counters["dropped"] += 1
+                continue
             entries.move_to_end(key)
+            stored += 1
         while len(entries) > self.max_entries:
             entries.popitem(last=False)
-        self.counters["stored"] += len(items)
+        self.counters["stored"] += stored
 
     async def close(self) -> None:
         self._entries.clear()
