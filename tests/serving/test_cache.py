@@ -388,7 +388,7 @@ def test_memory_stays_bounded_under_many_distinct_keys() -> None:
 
 
 def test_memory_entries_give_the_garbage_collector_nothing_to_walk() -> None:
-    # A full cache of answer objects made every full collection a long pause (p99 ×3).
+    # A full cache of answer objects made each full collection a long pause (p99 tripled).
     async def scenario() -> None:
         cache = MemoryCache(max_entries=1_000)
         await cache.set_many(
