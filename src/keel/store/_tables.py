@@ -279,3 +279,128 @@ api_keys = sa.Table(
     sa.Column("revoked_by", sa.String(255)),
     sa.Column("revoke_reason", sa.Text),
 )
+
+# -- monitoring (migration 0006) -------------------------------------------------------------------
+
+# One row per endpoint and window a monitor run finished: what makes `keel monitor run`
+# idempotent (a window already here is not computed again unless forced).
+monitor_windows = sa.Table(
+    "monitor_windows",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("endpoint", sa.String(255), nullable=False),
+    sa.Column("window_start", Timestamp, nullable=False),
+    sa.Column("window_end", Timestamp, nullable=False),
+    sa.Column("rows", sa.BigInteger, nullable=False),
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("computed_at", Timestamp, nullable=False),
+    sa.UniqueConstraint("endpoint", "window_start", "window_end", name="uq_monitor_windows"),
+)
+
+# One statistic of one monitor over one window: a drift score of a column, a realised or
+# estimated metric of a model version, a data-quality count, an SLO's budget.
+# model_version 0 means "every version the window holds".
+monitor_results = sa.Table(
+    "monitor_results",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("endpoint", sa.String(255), nullable=False),
+    sa.Column("window_start", Timestamp, nullable=False),
+    sa.Column("window_end", Timestamp, nullable=False),
+    sa.Column("monitor", sa.String(32), nullable=False),
+    sa.Column("subject", sa.String(255), nullable=False),
+    sa.Column("model_version", sa.Integer, nullable=False),
+    sa.Column("statistic", sa.String(32), nullable=False),
+    sa.Column("value", sa.Double),
+    sa.Column("p_value", sa.Double),
+    sa.Column("threshold", sa.Double),
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("rows", sa.BigInteger, nullable=False),
+    sa.Column("details", sa.JSON),
+    sa.Column("computed_at", Timestamp, nullable=False),
+    sa.UniqueConstraint(
+        "endpoint",
+        "window_start",
+        "window_end",
+        "monitor",
+        "subject",
+        "model_version",
+        "statistic",
+        name="uq_monitor_results",
+    ),
+    sa.Index("ix_monitor_results_series", "endpoint", "monitor", "subject", "window_end"),
+)
+
+# Alerts people take in hand: firing -> acknowledged -> resolved. The fingerprint (rule,
+# endpoint, subject) identifies "the same problem" across evaluations.
+alerts = sa.Table(
+    "alerts",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("fingerprint", sa.String(64), nullable=False),
+    sa.Column("rule", sa.String(255), nullable=False),
+    sa.Column("endpoint", sa.String(255), nullable=False),
+    sa.Column("subject", sa.String(255), nullable=False),
+    sa.Column("severity", sa.String(16), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("summary", sa.Text, nullable=False),
+    sa.Column("value", sa.Double),
+    sa.Column("threshold", sa.Double),
+    sa.Column("window_start", Timestamp),
+    sa.Column("window_end", Timestamp),
+    sa.Column("evidence", sa.JSON, nullable=False),
+    sa.Column("started_at", Timestamp, nullable=False),
+    sa.Column("last_seen_at", Timestamp, nullable=False),
+    sa.Column("acknowledged_at", Timestamp),
+    sa.Column("acknowledged_by", sa.String(255)),
+    sa.Column("resolved_at", Timestamp),
+    sa.Column("resolved_by", sa.String(255)),
+    sa.Column("resolve_reason", sa.Text),
+    sa.Index("ix_alerts_state", "state", "started_at"),
+    sa.Index("ix_alerts_fingerprint", "fingerprint", "state"),
+)
+
+# What happened to an alert: notifications sent or failed (per sink and attempt), actions run,
+# acknowledgements and resolutions.
+alert_events = sa.Table(
+    "alert_events",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("alert_id", sa.String(32), sa.ForeignKey("alerts.id"), nullable=False),
+    sa.Column("at", Timestamp, nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("sink", sa.String(255)),
+    sa.Column("attempt", sa.Integer),
+    sa.Column("detail", sa.Text),
+    sa.Index("ix_alert_events_alert", "alert_id", "id"),
+)
+
+# Per rule and subject between evaluations: since when the condition has held (the rule's
+# "for" duration) and when it last fired (its cooldown).
+alert_rule_state = sa.Table(
+    "alert_rule_state",
+    metadata,
+    sa.Column("fingerprint", sa.String(64), primary_key=True),
+    sa.Column("rule", sa.String(255), nullable=False),
+    sa.Column("endpoint", sa.String(255), nullable=False),
+    sa.Column("subject", sa.String(255), nullable=False),
+    sa.Column("pending_since", Timestamp),
+    sa.Column("last_fired_at", Timestamp),
+    sa.Column("last_resolved_at", Timestamp),
+)
+
+# Cumulative request counters scraped from a server's /metrics, per endpoint and target: SLOs
+# and burn rates are differences between samples (a counter that went down was reset).
+slo_samples = sa.Table(
+    "slo_samples",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("endpoint", sa.String(255), nullable=False),
+    sa.Column("target", sa.String(512), nullable=False),
+    sa.Column("at", Timestamp, nullable=False),
+    sa.Column("requests", sa.Double, nullable=False),
+    sa.Column("errors", sa.Double, nullable=False),
+    sa.Column("slow", sa.Double, nullable=False),
+    sa.Column("latency_threshold_ms", sa.Double, nullable=False),
+    sa.Index("ix_slo_samples_series", "endpoint", "target", "at"),
+)
