@@ -39,22 +39,23 @@ or of the CLI: adapters map them to status codes and exit codes.
     │   ├── FeatureDefinitionError     a definition that cannot work, or an unknown reference
     │   ├── TimestampError             naive timestamps where a zone is required, unparsable
     │   └── OnlineStoreUnavailable     the online store cannot be reached
-    └── ServingError
-        ├── EndpointNotFound           no endpoint with that name (also a NotFoundError)
-        ├── RevisionNotFound           the endpoint has no deployment revision with that number
-        ├── DeploymentError            a deployment change that cannot be made
-        │   ├── EndpointExists         creating an endpoint under a name already taken
-        │   └── InvalidPolicy          a traffic-policy field with a bad value (names the field)
-        ├── PredictionNotFound         no logged prediction with that id
-        ├── LogQueryError              SQL over the prediction log that DuckDB refused
-        ├── Overloaded                 a model's request queue is full (HTTP 503)
-        ├── BatcherClosed              a model is shutting down and takes no more requests
-        └── ApiKeyError                an API-key change that cannot be made (bad scope, name...)
-            ├── InvalidApiKey          unknown, malformed, revoked or expired key (HTTP 401)
-            ├── MissingScope           the key lacks the scope the request needs (HTTP 403)
-            ├── RateLimited            over the key's rate limit (HTTP 429, carries retry_after)
-            ├── ApiKeyExists           creating a key under a name already taken
-            └── ApiKeyNotFound         no key with that id or name (also a NotFoundError)
+    ├── ServingError
+    │   ├── EndpointNotFound           no endpoint with that name (also a NotFoundError)
+    │   ├── RevisionNotFound           the endpoint has no deployment revision with that number
+    │   ├── DeploymentError            a deployment change that cannot be made
+    │   │   ├── EndpointExists         creating an endpoint under a name already taken
+    │   │   └── InvalidPolicy          a traffic-policy field with a bad value (names the field)
+    │   ├── PredictionNotFound         no logged prediction with that id
+    │   ├── LogQueryError              SQL over the prediction log that DuckDB refused
+    │   ├── Overloaded                 a model's request queue is full (HTTP 503)
+    │   ├── BatcherClosed              a model is shutting down and takes no more requests
+    │   └── ApiKeyError                an API-key change that cannot be made (bad scope, name...)
+    │       ├── InvalidApiKey          unknown, malformed, revoked or expired key (HTTP 401)
+    │       ├── MissingScope           the key lacks the scope the request needs (HTTP 403)
+    │       ├── RateLimited            over the key's rate limit (HTTP 429, carries retry_after)
+    │       ├── ApiKeyExists           creating a key under a name already taken
+    │       └── ApiKeyNotFound         no key with that id or name (also a NotFoundError)
+    └── MonitoringError                a drift or monitoring option that cannot work
 """
 
 from __future__ import annotations
@@ -433,3 +434,16 @@ class ApiKeyNotFound(ApiKeyError, NotFoundError):
     def __init__(self, ref: str) -> None:
         self.ref = ref
         super().__init__(f"no API key with id or name '{ref}' (list them with `keel keys list`)")
+
+
+# -- monitoring ------------------------------------------------------------------------------------
+
+
+class MonitoringError(KeelError):
+    """A drift or monitoring call that cannot work: an unknown statistic or correction, α
+    outside (0, 1), a column that neither side has. The message says what to change."""
+
+    def __init__(self, problem: str, *, fix: str) -> None:
+        self.problem = problem
+        self.fix = fix
+        super().__init__(f"{problem}; {fix}")
