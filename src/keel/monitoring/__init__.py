@@ -1,0 +1,42 @@
+"""Monitoring: drift of live data against a reference (a snapshot's profile or any data set).
+
+    from keel.monitoring import Reference, drift
+
+    report = drift(snapshot.profile, window)            # or drift(train_df, live_df)
+    report.verdict                                      # "drift" | "no_drift" | "not_enough_data"
+    report["age"]["ks"].p_value, report.to_dict()
+
+    reference = Reference.from_profile(snapshot.profile)   # once, for many windows
+
+The statistics (KS, chi-square, PSI, Jensen-Shannon, Wasserstein) and how each is computed from
+a binned profile are described in ``keel.monitoring._stats`` and ``keel.monitoring._reference``.
+"""
+
+from keel.monitoring._drift import DEFAULT_MIN_ROWS, DEFAULT_STATISTICS, drift
+from keel.monitoring._reference import Reference
+from keel.monitoring._report import (
+    ColumnDrift,
+    ColumnStatus,
+    Correction,
+    DriftReport,
+    StatisticResult,
+    UnseenCategories,
+    Verdict,
+)
+from keel.monitoring._stats import STATISTICS, StatisticInfo
+
+__all__ = [
+    "DEFAULT_MIN_ROWS",
+    "DEFAULT_STATISTICS",
+    "STATISTICS",
+    "ColumnDrift",
+    "ColumnStatus",
+    "Correction",
+    "DriftReport",
+    "Reference",
+    "StatisticInfo",
+    "StatisticResult",
+    "UnseenCategories",
+    "Verdict",
+    "drift",
+]
