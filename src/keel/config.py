@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from keel._monitoring_settings import MonitoringSettings
 from keel.errors import ConfigError
 
 CONFIG_FILE_NAME = "keel.toml"
@@ -174,6 +175,7 @@ class Settings(BaseSettings):
     registry: RegistrySettings = Field(default_factory=RegistrySettings)
     features: FeatureSettings = Field(default_factory=FeatureSettings)
     serving: ServingSettings = Field(default_factory=ServingSettings)
+    monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
 
     @field_validator("project_dir")
     @classmethod
@@ -441,6 +443,43 @@ pii_mode = "tokenize"
 # tls_certfile = "tls/server.pem"
 # tls_keyfile = "tls/server-key.pem"
 # tls_ca_certs = "tls/clients-ca.pem"
+
+[monitoring]
+# Built-in alert rules (drift, prediction_drift, performance_below_validation,
+# performance_above_validation, concept_drift, slo_page, slo_ticket); a [[monitoring.rules]]
+# entry with the same name replaces one, `enabled = false` turns it off.
+default_rules = true
+# /metrics URLs of the servers SLOs are computed from (`keel monitor slo --scrape`).
+scrape_targets = []
+# How long an evaluation waits for slow alert sinks (they finish in the background).
+notify_deadline_seconds = 20.0
+# [[monitoring.rules]]
+# name = "psi-high"
+# monitor = "drift"
+# statistic = "psi"
+# comparison = "above"          # above | below | status
+# threshold = 0.25
+# min_samples = 500             # smaller windows are "not enough data": no firing, no resolving
+# for_seconds = 3600            # the condition must hold this long before the alert fires
+# cooldown_seconds = 21600      # no new alert for the same problem this soon after it resolved
+# severity = "warning"
+# action = { command = ["keel", "pipeline", "retrain", "churn"], timeout_seconds = 3600 }
+#
+# Alert sinks: the log, and webhooks (JSON POST, retried with exponential backoff).
+# [[monitoring.sinks]]
+# kind = "webhook"
+# url = "https://hooks.example.com/keel"
+# attempts = 5
+#
+# Service-level objectives per endpoint, over window_days; burn-rate alerts follow the SRE
+# workbook (14.4x over 1h and 5m, 6x over 6h and 30m: page; 3x over 1d and 2h, 1x over 3d and
+# 6h: ticket) unless [[monitoring.burn_rates]] says otherwise.
+# [[monitoring.slos]]
+# endpoint = "churn"
+# availability = 0.999          # requests answered without a 5xx
+# latency = 0.95                # requests answered within latency_threshold_ms
+# latency_threshold_ms = 100
+# window_days = 30
 """
 
 
