@@ -56,6 +56,9 @@ or of the CLI: adapters map them to status codes and exit codes.
     │       ├── ApiKeyExists           creating a key under a name already taken
     │       └── ApiKeyNotFound         no key with that id or name (also a NotFoundError)
     └── MonitoringError                a drift or monitoring option that cannot work
+        └── AlertError                 an alert change that cannot be made
+            ├── AlertNotFound          no alert with that id (also a NotFoundError)
+            └── InvalidAlertTransition e.g. acknowledging or resolving a resolved alert
 """
 
 from __future__ import annotations
@@ -447,3 +450,26 @@ class MonitoringError(KeelError):
         self.problem = problem
         self.fix = fix
         super().__init__(f"{problem}; {fix}")
+
+
+class AlertError(MonitoringError):
+    """An alert change that cannot be made (e.g. acknowledging a resolved alert)."""
+
+    def __init__(self, problem: str, *, fix: str = "see `keel alerts list`") -> None:
+        super().__init__(problem, fix=fix)
+
+
+class AlertNotFound(AlertError, NotFoundError):
+    def __init__(self, alert_id: str) -> None:
+        self.alert_id = alert_id
+        super().__init__(f"no alert with id '{alert_id}'", fix="list them with `keel alerts list`")
+
+
+class InvalidAlertTransition(AlertError):
+    def __init__(self, alert_id: str, state: str, wanted: str) -> None:
+        self.alert_id = alert_id
+        self.state = state
+        super().__init__(
+            f"alert '{alert_id}' is {state} and cannot be {wanted}",
+            fix="only a firing alert can be acknowledged, and a resolved one stays resolved",
+        )
