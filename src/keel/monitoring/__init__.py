@@ -13,6 +13,7 @@ a binned profile are described in ``keel.monitoring._stats`` and ``keel.monitori
 """
 
 from keel.monitoring._drift import DEFAULT_MIN_ROWS, DEFAULT_STATISTICS, drift
+from keel.monitoring._quality import QualityOptions
 from keel.monitoring._reference import Reference
 from keel.monitoring._report import (
     ColumnDrift,
@@ -23,6 +24,8 @@ from keel.monitoring._report import (
     UnseenCategories,
     Verdict,
 )
+from keel.monitoring._results import MonitorResult, ResultStore
+from keel.monitoring._runner import MonitorRunner, WindowOutcome, Windows
 from keel.monitoring._stats import STATISTICS, StatisticInfo
 
 __all__ = [
@@ -33,10 +36,16 @@ __all__ = [
     "ColumnStatus",
     "Correction",
     "DriftReport",
+    "MonitorResult",
+    "MonitorRunner",
+    "QualityOptions",
     "Reference",
+    "ResultStore",
     "StatisticInfo",
     "StatisticResult",
     "UnseenCategories",
     "Verdict",
+    "WindowOutcome",
+    "Windows",
     "drift",
 ]

@@ -1,0 +1,109 @@
+"""One endpoint's window of live traffic, read from the prediction log with DuckDB.
+
+    window = read_window(reader, "churn", start, end, {"age": "DOUBLE", "plan": "VARCHAR"})
+    window.inputs          # pyarrow Table: one column per requested input, of its type
+    window.invalid         # {"age": 3}: values present but not of the column's type
+    window.rows
+
+Only what a monitor needs is read: the window's date partitions (``date`` is a hive partition
+column, so other days' files are never opened), the primary's answers (never a shadow's), and
+each requested field pulled out of the ``inputs`` JSON and cast in the same query. A window is
+``[start, end)`` in epoch seconds. A field missing from a record, or JSON ``null``, is a null;
+a value that is present but cannot be cast to the column's type (text in a numeric column) is
+a null too, and is counted in ``invalid`` (a data-quality finding, not a crash).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+import pyarrow as pa
+
+from keel.serving._predlog import LogReader
+
+#: what a field is read as: a number, text, or a boolean (JSON true/false)
+SqlType = Literal["DOUBLE", "VARCHAR", "BOOLEAN"]
+
+
+@dataclass(frozen=True)
+class LogWindow:
+    """The inputs and outputs of the primary's answers in ``[start, end)``."""
+
+    endpoint: str
+    start: float
+    end: float
+    rows: int
+    inputs: pa.Table
+    predictions: pa.Table
+    invalid: dict[str, int]
+
+
+def read_window(
+    reader: LogReader,
+    endpoint: str,
+    start: float,
+    end: float,
+    columns: Mapping[str, SqlType],
+) -> LogWindow:
+    """The window ``[start, end)`` of ``endpoint``: ``columns`` from the requests' inputs
+    (read as their SQL type), and the predictions (``model_version``, ``prediction_number``,
+    ``prediction_label``, ``probabilities``)."""
+    selected = []
+    invalid = []
+    for position, (name, sql_type) in enumerate(columns.items()):
+        raw = f"json_extract_string(inputs, {_json_path(name)})"
+        cast = f"TRY_CAST({raw} AS {sql_type})"
+        selected.append(f"{cast} AS c{position}")
+        invalid.append(f"count(*) FILTER ({raw} IS NOT NULL AND {cast} IS NULL) AS c{position}")
+    where = (
+        "endpoint = ? AND NOT coalesce(shadow, false) AND time >= ? AND time < ? "
+        "AND date BETWEEN ? AND ?"
+    )
+    bounds = [endpoint, _timestamp(start), _timestamp(end), _date(start), _date(end)]
+    outputs = "model_version, prediction_number, prediction_label, probabilities"
+    body = reader.query(
+        f"SELECT {', '.join([*selected, outputs]) if selected else outputs} "
+        f"FROM predictions WHERE {where} ORDER BY time, prediction_id",
+        bounds,
+    )
+    names = list(columns)
+    counts: dict[str, int] = {}
+    if names:
+        found = reader.query(f"SELECT {', '.join(invalid)} FROM predictions WHERE {where}", bounds)
+        counts = {name: int(found.column(f"c{i}")[0].as_py() or 0) for i, name in enumerate(names)}
+    inputs = pa.table({name: body.column(f"c{i}") for i, name in enumerate(names)})
+    predictions = body.select(
+        ["model_version", "prediction_number", "prediction_label", "probabilities"]
+    )
+    return LogWindow(endpoint, start, end, body.num_rows, inputs, predictions, counts)
+
+
+def log_time_range(reader: LogReader, endpoint: str) -> tuple[float, float] | None:
+    """The times of the first and last primary answers of ``endpoint`` (epoch seconds), None
+    when the log holds none."""
+    found = reader.query(
+        "SELECT epoch_ns(min(time)) AS first, epoch_ns(max(time)) AS last FROM predictions "
+        "WHERE endpoint = ? AND NOT coalesce(shadow, false)",
+        [endpoint],
+    )
+    first, last = found.column("first")[0].as_py(), found.column("last")[0].as_py()
+    if first is None or last is None:
+        return None
+    return first / 1e9, last / 1e9
+
+
+def _json_path(field: str) -> str:
+    # A quoted member name, so dots, spaces and brackets in a field name are not path syntax.
+    escaped = field.replace("\\", "\\\\").replace('"', '\\"').replace("'", "''")
+    return f"'$.\"{escaped}\"'"
+
+
+def _timestamp(seconds: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(seconds, tz=dt.UTC)
+
+
+def _date(seconds: float) -> dt.date:
+    return _timestamp(seconds).date()

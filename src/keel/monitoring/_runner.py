@@ -1,0 +1,330 @@
+"""``keel monitor run``: every complete window of every endpoint, computed once and stored.
+
+    runner = MonitorRunner(workspace, windows=Windows(seconds=3600))
+    outcomes = runner.run()                  # each endpoint's windows not computed yet
+    runner.run("churn", force=True)          # recompute them all (replacing their results)
+    runner.results.frame("churn", monitor="drift")
+
+**Windows** are tumbling: by time (``seconds``: ``[k·s, (k+1)·s)`` in epoch seconds, so every
+process cuts the same windows) or by row count (``rows``: consecutive runs of that many answers,
+cut only between two distinct timestamps so the rows of one request never straddle windows). A
+time window is complete once ``lateness_seconds`` have passed since its end (entries appended
+late still land in it); a row window once it holds its rows. Only complete windows are
+computed, and a window already in ``monitor_windows`` is skipped unless ``force``: running
+twice stores nothing twice.
+
+**Reference**: the training snapshot of the endpoint's primary model version (the first of its
+recorded inputs that is a snapshot), or the snapshot named by ``reference``. Its stored profile
+is what each window is compared with (:func:`keel.monitoring.drift`). The compared columns are
+the model's input fields that the reference holds, except fields marked sensitive (the log
+keeps only their tokens, never comparable with clear reference values).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from keel.data._snapshot import Snapshot
+from keel.errors import KeelError, MonitoringError
+from keel.monitoring._drift import DEFAULT_MIN_ROWS, drift
+from keel.monitoring._log_window import LogWindow, SqlType, log_time_range, read_window
+from keel.monitoring._quality import QualityOptions, quality_results
+from keel.monitoring._reference import Reference, kind_of
+from keel.monitoring._report import Correction, DriftReport
+from keel.monitoring._results import MonitorResult, ResultStore
+from keel.serving._predlog import LogReader
+
+if TYPE_CHECKING:
+    from keel._workspace import Workspace
+
+WindowStatus = Literal["computed", "not_enough_data", "empty"]
+
+
+@dataclass(frozen=True)
+class Windows:
+    """How a log is cut into windows: by ``seconds`` or by ``rows`` (exactly one)."""
+
+    seconds: float | None = 3600.0
+    rows: int | None = None
+    lateness_seconds: float = 60.0
+
+    def __post_init__(self) -> None:
+        if (self.seconds is None) == (self.rows is None):
+            raise MonitoringError(
+                "a window is either a duration or a row count", fix="give exactly one"
+            )
+        if self.seconds is not None and not self.seconds > 0:
+            raise MonitoringError(f"a window of {self.seconds} s", fix="give a positive duration")
+        if self.rows is not None and self.rows < 1:
+            raise MonitoringError(f"a window of {self.rows} rows", fix="give at least 1 row")
+        if self.lateness_seconds < 0:
+            raise MonitoringError(
+                f"lateness of {self.lateness_seconds} s", fix="give 0 or more seconds"
+            )
+
+
+@dataclass(frozen=True)
+class WindowOutcome:
+    """What a run did with one window."""
+
+    endpoint: str
+    start: float
+    end: float
+    rows: int
+    status: WindowStatus
+    verdict: str
+    drifted_columns: tuple[str, ...] = ()
+    results: tuple[MonitorResult, ...] = field(default=(), repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "endpoint": self.endpoint,
+            "start": self.start,
+            "end": self.end,
+            "rows": self.rows,
+            "status": self.status,
+            "verdict": self.verdict,
+            "drifted_columns": list(self.drifted_columns),
+        }
+
+
+class MonitorRunner:
+    """Computes and stores the monitors of endpoints' windows; see the module doc."""
+
+    def __init__(
+        self,
+        workspace: Workspace,
+        *,
+        windows: Windows | None = None,
+        reference: str | None = None,
+        min_rows: int = DEFAULT_MIN_ROWS,
+        correction: Correction = "bh",
+        alpha: float = 0.05,
+        quality: QualityOptions | None = None,
+    ) -> None:
+        self.workspace = workspace
+        self.windows = windows or Windows()
+        self.reference = reference
+        self.min_rows = min_rows
+        self.correction: Correction = correction
+        self.alpha = alpha
+        self.quality = quality or QualityOptions()
+        self.results = ResultStore(workspace.store)
+        settings = workspace.settings
+        self.reader = LogReader(settings.project_path(settings.serving.prediction_log_dir))
+
+    def run(
+        self, endpoint: str | None = None, *, now: float | None = None, force: bool = False
+    ) -> list[WindowOutcome]:
+        """Compute every complete window not computed yet (all of them with ``force``) of
+        ``endpoint``, or of every endpoint; oldest first per endpoint."""
+        names = [endpoint] if endpoint else [e.name for e in self.workspace.deployments.list()]
+        current = time.time() if now is None else now
+        outcomes: list[WindowOutcome] = []
+        for name in names:
+            outcomes.extend(self._run_endpoint(name, current, force))
+        return outcomes
+
+    def _run_endpoint(self, name: str, current: float, force: bool) -> list[WindowOutcome]:
+        snapshot, columns = self._reference_of(name)
+        reference = Reference.from_profile(snapshot.profile)
+        done = set() if force else self.results.computed(name)
+        outcomes = []
+        for start, end in self._windows(name, current):
+            if (start, end) in done:
+                continue
+            window = read_window(self.reader, name, start, end, columns)
+            outcomes.append(self._compute(window, reference, snapshot))
+        return outcomes
+
+    def _compute(
+        self, window: LogWindow, reference: Reference, snapshot: Snapshot
+    ) -> WindowOutcome:
+        report = drift(
+            reference,
+            window.inputs,
+            correction=self.correction,
+            alpha=self.alpha,
+            min_rows=self.min_rows,
+        )
+        previous = self.results.window_sizes(
+            window.endpoint, window.start, self.quality.volume_history * 4
+        )
+        results = [
+            *drift_results(window, report, snapshot),
+            *quality_results(window, report, previous, self.quality),
+        ]
+        status: WindowStatus = (
+            "empty"
+            if window.rows == 0
+            else "not_enough_data"
+            if report.verdict == "not_enough_data"
+            else "computed"
+        )
+        self.results.save(
+            window.endpoint, window.start, window.end, rows=window.rows, status=status,
+            results=results,
+        )  # fmt: skip
+        return WindowOutcome(
+            window.endpoint,
+            window.start,
+            window.end,
+            window.rows,
+            status,
+            report.verdict,
+            tuple(report.drifted_columns),
+            tuple(results),
+        )
+
+    def _windows(self, name: str, current: float) -> Iterator[tuple[float, float]]:
+        span = log_time_range(self.reader, name)
+        if span is None:
+            return
+        first, last = span
+        if self.windows.seconds is not None:
+            size = self.windows.seconds
+            start = math.floor(first / size) * size
+            while start + size + self.windows.lateness_seconds <= current:
+                yield start, start + size
+                start += size
+            return
+        yield from self._row_windows(name, first, last)
+
+    def _row_windows(self, name: str, first: float, last: float) -> Iterator[tuple[float, float]]:
+        assert self.windows.rows is not None
+        # Microseconds: what a window bound (a float of epoch seconds, then a datetime) holds
+        # exactly, so rows sharing a microsecond are never split across two windows.
+        times = self.reader.query(
+            "SELECT epoch_ns(time) // 1000 AS t FROM predictions "
+            "WHERE endpoint = ? AND NOT coalesce(shadow, false) ORDER BY time",
+            [name],
+        ).column("t").to_pylist()  # fmt: skip
+        size, begin = self.windows.rows, 0
+        while begin + size <= len(times):
+            cut = begin + size
+            while cut < len(times) and times[cut] == times[cut - 1]:
+                cut += 1
+            # [start, end): from the window's first row to just past its last one.
+            yield times[begin] / 1e6, (times[cut - 1] + 1) / 1e6
+            begin = cut
+
+    def _reference_of(self, name: str) -> tuple[Snapshot, dict[str, SqlType]]:
+        endpoint = self.workspace.deployments.get(name)
+        primary = endpoint.policy.primary
+        version = self.workspace.registry.get_version(primary.name, primary.version)
+        snapshot = self._snapshot(name, list(version.inputs.values()))
+        columns: dict[str, SqlType] = {}
+        for input_field in version.signature.inputs.fields:
+            stored = snapshot.profile.get(input_field.name)
+            if input_field.sensitive or stored is None or kind_of(stored.dtype) is None:
+                continue
+            columns[input_field.name] = _sql_type(stored.dtype)
+        return snapshot, columns
+
+    def _snapshot(self, endpoint: str, fingerprints: list[str]) -> Snapshot:
+        if self.reference is not None:
+            return self.workspace.snapshots.get(self.reference)
+        for fingerprint in fingerprints:
+            try:
+                return self.workspace.snapshots.get(fingerprint)
+            except KeelError:
+                continue
+        raise MonitoringError(
+            f"endpoint '{endpoint}' has no reference to compare with (its model version was "
+            "not trained from a keel snapshot)",
+            fix="name one with --reference SNAPSHOT",
+        )
+
+
+def drift_results(
+    window: LogWindow, report: DriftReport, snapshot: Snapshot
+) -> list[MonitorResult]:
+    """One result per column and statistic of ``report`` (monitor ``drift``), plus the
+    window's overall verdict (subject ``""``, statistic ``verdict``)."""
+
+    def result(
+        subject: str, statistic: str, status: str, rows: int, **values: Any
+    ) -> MonitorResult:
+        return MonitorResult(
+            endpoint=window.endpoint,
+            window_start=window.start,
+            window_end=window.end,
+            monitor="drift",
+            subject=subject,
+            statistic=statistic,
+            status=status,
+            rows=rows,
+            **values,
+        )
+
+    found = [
+        result(
+            "",
+            "verdict",
+            report.verdict,
+            window.rows,
+            value=float(len(report.drifted_columns)),
+            details={
+                "reference": snapshot.fingerprint,
+                "correction": report.correction,
+                "tests": report.tests,
+                "alpha": report.alpha,
+                "drifted_columns": report.drifted_columns,
+            },
+        )
+    ]
+    for column in report.columns:
+        if not column.statistics:  # a column on one side only, or of a type no test fits
+            found.append(
+                result(
+                    column.name,
+                    "status",
+                    column.status,
+                    column.rows[1],
+                    details={"notes": list(column.notes)},
+                )
+            )
+        for statistic in column.statistics:
+            status = (
+                column.status
+                if column.status != "ok"
+                else "not_computed"
+                if statistic.drifted is None
+                else "drift"
+                if statistic.drifted
+                else "ok"
+            )
+            adjusted = statistic.adjusted_p_value
+            found.append(
+                result(
+                    column.name,
+                    statistic.name,
+                    status,
+                    column.rows[1],
+                    value=_finite(statistic.value),
+                    p_value=_finite(statistic.p_value if adjusted is None else adjusted),
+                    threshold=statistic.threshold,
+                    details={
+                        "default": statistic.name == column.default_statistic,
+                        "raw_p_value": _finite(statistic.p_value),
+                        "note": statistic.note,
+                    },
+                )
+            )
+    return found
+
+
+def _sql_type(dtype: str) -> SqlType:
+    if dtype in ("int", "float"):
+        return "DOUBLE"
+    if dtype == "bool":
+        return "BOOLEAN"
+    return "VARCHAR"
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
