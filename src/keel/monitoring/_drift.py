@@ -78,12 +78,13 @@ def drift(
         report.verdict, report["age"]["ks"].p_value
     """
     names = options.statistics(statistics)
-    deciding = options.default_statistics(default_statistics, DEFAULT_STATISTICS, names)
     limits = options.thresholds(thresholds)
     options.check(correction, alpha, min_rows)
     ref = options.reference(reference)
     window = options.current(current)
     selected = options.columns(columns, ref, window)
+    present = {c.kind for name in selected if (c := ref.columns.get(name)) and c.kind}
+    deciding = options.default_statistics(default_statistics, DEFAULT_STATISTICS, names, present)
     rows = len(current)
     status: WindowStatus = "empty" if rows == 0 else "not_enough_data" if rows < min_rows else "ok"
     results = [

@@ -32,9 +32,13 @@ def statistics(names: Iterable[str] | None) -> list[str]:
 
 
 def default_statistics(
-    given: Mapping[str, str] | None, defaults: Mapping[ColumnKind, str], names: list[str]
+    given: Mapping[str, str] | None,
+    defaults: Mapping[ColumnKind, str],
+    names: list[str],
+    present: set[ColumnKind],
 ) -> dict[ColumnKind, str]:
-    """Which statistic decides each column kind's verdict; it must be computed and apply."""
+    """Which statistic decides each column kind's verdict: it must apply to the kind, and be
+    computed where columns of that kind are ``present``."""
     chosen: dict[ColumnKind, str] = dict(defaults)
     for kind, name in (given or {}).items():
         if kind not in get_args(ColumnKind):
@@ -51,7 +55,7 @@ def default_statistics(
                 f"{name!r} cannot decide {kind} columns",
                 fix=f"choose among {', '.join(applicable)}",
             )
-        if name not in names:
+        if name not in names and kind in present:
             raise MonitoringError(
                 f"the default statistic {name!r} for {kind} columns is not among statistics="
                 f"{names}",
