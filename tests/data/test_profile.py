@@ -357,3 +357,41 @@ def test_diff_to_dict_is_json_without_nan() -> None:
 
     assert data["columns"][0]["name"] == "x"
     assert not any(isinstance(v, float) and math.isnan(v) for v in data["columns"][0].values())
+
+
+# -- the drift sketch ------------------------------------------------------------------------------
+
+
+def test_numeric_sketch_buckets_hold_about_equal_reference_mass() -> None:
+    rng = np.random.default_rng(5)
+    values = rng.lognormal(size=50_000)
+    values[::20] = np.nan
+    sketch = profile(one_column(values))["x"].sketch
+
+    assert sketch is not None
+    inner = np.array(sketch.counts[1:-1]) / sum(sketch.counts)
+    assert sum(sketch.counts) == np.count_nonzero(~np.isnan(values))
+    assert 90 <= len(inner) <= 100
+    assert inner.max() < 0.02  # ~1 % each, give or take a grid cell
+    assert list(sketch.bin(values)) == list(sketch.counts)  # the same arithmetic counted both
+
+
+def test_sketch_keeps_high_in_the_last_inner_bucket_and_tails_apart() -> None:
+    sketch = profile(one_column([0.0, 1.0, 2.0, 3.0, 4.0] * 20))["x"].sketch
+
+    assert sketch is not None
+    counts = list(sketch.bin(np.array([4.0, 4.5, -1.0, np.nan])))
+    # below the grid, the maximum itself (closed last bucket), above the grid; NaN left out
+    assert (counts[0], counts[-2], counts[-1], sum(counts)) == (1, 1, 1, 3)
+    assert sketch.bounds[0] == 0.0
+    assert sketch.bounds[-1] == 4.0
+
+
+def test_profiles_stored_without_a_sketch_still_load() -> None:
+    stored = profile(one_column([1.0, 2.0, 3.0])).to_dict()
+    del stored["columns"]["x"]["sketch"]
+
+    column = Profile.from_dict(stored)["x"]
+
+    assert column.sketch is None
+    assert column.histogram is not None
