@@ -13,7 +13,7 @@ from keel.data._report import (
     ValidationResult,
 )
 from keel.data._schema import DTYPES, Check, DType, Field, Schema, SchemaDiff, infer_dtype
-from keel.data._snapshot import Snapshot, SnapshotDiff, SnapshotStore
+from keel.data._snapshot import Snapshot, SnapshotDiff, SnapshotStore, read_data
 from keel.data._validate import check_matches, conform, validate
 
 __all__ = [
@@ -45,6 +45,7 @@ __all__ = [
     "infer_dtype",
     "profile",
     "profile_diff",
+    "read_data",
     "to_json_schema",
     "validate",
 ]

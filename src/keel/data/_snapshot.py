@@ -293,6 +293,12 @@ class SnapshotStore:
 # -- reading the input -----------------------------------------------------------------------------
 
 
+def read_data(data: Data) -> pa.Table:
+    """A frame, an Arrow table, or a Parquet/CSV file or directory of Parquet files, read the
+    way a snapshot reads it (index levels as columns, text column names)."""
+    return _read(data)[0]
+
+
 def _read(data: Data) -> tuple[pa.Table, list[str]]:
     """The input as a normalised Arrow table, and the paths it was read from."""
     if isinstance(data, pd.DataFrame):
