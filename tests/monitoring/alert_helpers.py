@@ -61,3 +61,16 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
+
+
+# What `remember` was called with: the target of the callable actions under test.
+CALLS: list[dict[str, Any]] = []
+
+
+def remember(alert: dict[str, Any]) -> str:
+    CALLS.append(alert)
+    return "retrain queued"
+
+
+def explode(alert: dict[str, Any]) -> None:
+    raise RuntimeError(f"cannot retrain {alert['endpoint']}")
