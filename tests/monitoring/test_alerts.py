@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import pytest
+import sqlalchemy as sa
 
 from keel._monitoring_settings import AlertRule
+from keel.errors import AlertNotFound, InvalidAlertTransition
 from keel.monitoring._alert_rules import DEFAULT_RULES, effective_rules
 from keel.monitoring._alert_store import ACKNOWLEDGED, FIRING, RESOLVED
 from keel.monitoring._alerts import AlertEvaluator
 from keel.store import MetadataStore
+from keel.store import _tables as t
 
 from .alert_helpers import HOUR, Clock, put_clean, put_result
 
@@ -187,3 +190,39 @@ def test_ack_and_resolve_follow_the_lifecycle(store: MetadataStore) -> None:
     )  # fmt: skip
     assert [a.id for a in alerts.list(state="resolved", endpoint="churn")] == [alert.id]
     assert alerts.list(state="open") == []
+
+
+def test_each_lifecycle_change_is_an_event_and_an_audit_entry_by_its_actor(
+    store: MetadataStore,
+) -> None:
+    put_result(store, start=T0)
+    [alert] = evaluator(store).evaluate().fired
+    alerts = evaluator(store).alerts
+    alerts.ack(alert.id, actor="jane", note="mine")
+    alerts.resolve(alert.id, actor="joe", reason="fixed upstream")
+
+    with store.read() as connection:
+        entries = connection.execute(
+            sa.select(t.audit_log.c.actor, t.audit_log.c.action, t.audit_log.c.reason)
+            .where(t.audit_log.c.entity == "alert", t.audit_log.c.entity_key == alert.id)
+            .order_by(t.audit_log.c.id)
+        ).all()
+    assert [tuple(entry) for entry in entries] == [
+        ("watcher", "fire", alert.summary), ("jane", "ack", "mine"),
+        ("joe", "resolved", "fixed upstream"),
+    ]  # fmt: skip
+    assert [e.kind for e in alerts.events(alert.id)] == ["fired", "acknowledged", "resolved"]
+
+
+def test_changes_the_lifecycle_forbids_are_refused(store: MetadataStore) -> None:
+    put_result(store, start=T0)
+    [alert] = evaluator(store).evaluate().fired
+    alerts = evaluator(store).alerts
+    alerts.resolve(alert.id)
+
+    with pytest.raises(InvalidAlertTransition, match="is resolved and cannot be resolved"):
+        alerts.resolve(alert.id)
+    with pytest.raises(InvalidAlertTransition, match="cannot be acknowledged"):
+        alerts.ack(alert.id)
+    with pytest.raises(AlertNotFound, match="no alert with id 'al_nope'"):
+        alerts.ack("al_nope")
