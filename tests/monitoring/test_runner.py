@@ -13,7 +13,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from keel import Workspace
-from keel.errors import MonitoringError
+from keel.errors import KeelError, MonitoringError
 from keel.monitoring._runner import MonitorRunner, Windows
 from keel.serving._predlog import PredictionEntry, PredictionLog
 
@@ -49,10 +49,16 @@ def endpoint(workspace: Workspace) -> str:
 
 
 def write_traffic(workspace: Workspace, hours: list[pd.DataFrame]) -> None:
+    """Each frame's rows answered by the endpoint's model, spread over one hour each."""
     directory = workspace.settings.project_path(workspace.settings.serving.prediction_log_dir)
+    model = workspace.registry.load("models:/churn/1")
     entries = []
     for hour, frame in enumerate(hours):
         step = HOUR / (len(frame) + 1)
+        try:
+            labels, scores = model.predict(frame), model.predict_proba(frame)
+        except KeelError:  # inputs the model refuses (the data-quality test): log no answers
+            labels, scores = [None] * len(frame), None
         for n, record in enumerate(frame.to_dict("records")):
             entries.append(
                 PredictionEntry(
@@ -61,7 +67,10 @@ def write_traffic(workspace: Workspace, hours: list[pd.DataFrame]) -> None:
                     model="churn",
                     model_version=1,
                     inputs={**record, "plan": str(record["plan"])},
-                    prediction=True,
+                    prediction=None if labels[n] is None else bool(labels[n]),
+                    probabilities=None
+                    if scores is None
+                    else {"False": float(scores[n][0]), "True": float(scores[n][1])},
                     time=int((T0 + hour * HOUR + (n + 1) * step) * 1e9),
                 )
             )
@@ -86,6 +95,9 @@ def test_each_complete_hour_is_one_window_and_a_shifted_one_is_flagged(
     ks = runner.results.query(endpoint, monitor="drift", subject="age", statistic="ks")
     assert [r.status for r in ks] == ["ok", "drift"]
     assert (ks[1].p_value or 1.0) < 0.001
+    outputs = runner.results.query(endpoint, monitor="prediction_drift", statistic="verdict")
+    assert [r.status for r in outputs] == ["no_drift", "drift", "not_enough_data"]
+    assert outputs[1].details["drifted_columns"] == ["prediction", "score"]
     small = runner.results.query(endpoint, monitor="drift", subject="age", since=T0 + 3 * HOUR)
     assert [(r.statistic, r.status) for r in small] == [("status", "not_enough_data")]
 

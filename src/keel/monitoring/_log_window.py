@@ -16,9 +16,9 @@ a null too, and is counted in ``invalid`` (a data-quality finding, not a crash).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import pyarrow as pa
 
@@ -47,10 +47,12 @@ def read_window(
     start: float,
     end: float,
     columns: Mapping[str, SqlType],
+    classes: Sequence[Any] = (),
 ) -> LogWindow:
     """The window ``[start, end)`` of ``endpoint``: ``columns`` from the requests' inputs
     (read as their SQL type), and the predictions (``model_version``, ``prediction_number``,
-    ``prediction_label``, ``probabilities``)."""
+    ``prediction_label``, and ``p0``, ``p1``... the probability of each of ``classes``, read
+    from a probabilities object by label or from an array by position)."""
     selected = []
     invalid = []
     for position, (name, sql_type) in enumerate(columns.items()):
@@ -63,7 +65,18 @@ def read_window(
         "AND date BETWEEN ? AND ?"
     )
     bounds = [endpoint, _timestamp(start), _timestamp(end), _date(start), _date(end)]
-    outputs = "model_version, prediction_number, prediction_label, probabilities"
+    # Servers key probabilities by str(label); older entries may hold a list by class order.
+    scores = [
+        f"coalesce(TRY_CAST({by_label} AS DOUBLE), TRY_CAST({by_position} AS DOUBLE)) AS p{i}"
+        for i, label in enumerate(classes)
+        for by_label, by_position in [
+            (
+                f"json_extract_string(probabilities, {_json_path(str(label))})",
+                f"json_extract_string(probabilities, '$[{i}]')",
+            )
+        ]
+    ]
+    outputs = ", ".join(["model_version", "prediction_number", "prediction_label", *scores])
     body = reader.query(
         f"SELECT {', '.join([*selected, outputs]) if selected else outputs} "
         f"FROM predictions WHERE {where} ORDER BY time, prediction_id",
@@ -76,7 +89,8 @@ def read_window(
         counts = {name: int(found.column(f"c{i}")[0].as_py() or 0) for i, name in enumerate(names)}
     inputs = pa.table({name: body.column(f"c{i}") for i, name in enumerate(names)})
     predictions = body.select(
-        ["model_version", "prediction_number", "prediction_label", "probabilities"]
+        ["model_version", "prediction_number", "prediction_label"]
+        + [f"p{i}" for i in range(len(classes))]
     )
     return LogWindow(endpoint, start, end, body.num_rows, inputs, predictions, counts)
 

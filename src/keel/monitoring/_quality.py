@@ -18,10 +18,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from keel.monitoring._log_window import LogWindow
 from keel.monitoring._report import DriftReport
-from keel.monitoring._results import MonitorResult
+from keel.monitoring._results import MonitorResult, result_maker
 
 MONITOR = "data_quality"
 
@@ -42,18 +43,10 @@ def quality_results(
     """The data-quality findings of ``window`` (``report`` is its drift report, which holds the
     reference's null rates and the unseen categories)."""
 
-    def result(subject: str, statistic: str, status: str, **values: object) -> MonitorResult:
-        return MonitorResult(
-            endpoint=window.endpoint,
-            window_start=window.start,
-            window_end=window.end,
-            monitor=MONITOR,
-            subject=subject,
-            statistic=statistic,
-            status=status,
-            rows=window.rows,
-            **values,  # type: ignore[arg-type]
-        )
+    make = result_maker(window.endpoint, window.start, window.end, MONITOR)
+
+    def result(subject: str, statistic: str, status: str, **values: Any) -> MonitorResult:
+        return make(subject, statistic, status, window.rows, **values)
 
     found = [_volume(result, window.rows, previous_sizes, options)]
     if window.rows == 0:

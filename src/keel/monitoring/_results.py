@@ -12,7 +12,7 @@ half-saved window; saving a window again (a forced re-run) replaces its results.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -43,6 +43,20 @@ class MonitorResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "details": dict(self.details)}
+
+
+def result_maker(
+    endpoint: str, start: float, end: float, monitor: str
+) -> Callable[..., MonitorResult]:
+    """``MonitorResult`` with the window and monitor filled in: ``make(subject, statistic,
+    status, rows, value=..., ...)``."""
+
+    def make(subject: str, statistic: str, status: str, rows: int, **values: Any) -> MonitorResult:
+        return MonitorResult(
+            endpoint, start, end, monitor, subject, statistic, status, rows, **values
+        )
+
+    return make
 
 
 class ResultStore:

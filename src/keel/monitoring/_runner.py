@@ -31,17 +31,32 @@ from typing import TYPE_CHECKING, Any, Literal
 from keel.data._snapshot import Snapshot
 from keel.errors import KeelError, MonitoringError
 from keel.monitoring._drift import DEFAULT_MIN_ROWS, drift
+from keel.monitoring._drift_results import drift_results
 from keel.monitoring._log_window import LogWindow, SqlType, log_time_range, read_window
+from keel.monitoring._predictions import MONITOR as PREDICTION_DRIFT
+from keel.monitoring._predictions import pick_validation_input, reference_outputs, window_outputs
 from keel.monitoring._quality import QualityOptions, quality_results
 from keel.monitoring._reference import Reference, kind_of
-from keel.monitoring._report import Correction, DriftReport
+from keel.monitoring._report import Correction
 from keel.monitoring._results import MonitorResult, ResultStore
+from keel.registry import ModelVersion
 from keel.serving._predlog import LogReader
 
 if TYPE_CHECKING:
     from keel._workspace import Workspace
 
 WindowStatus = Literal["computed", "not_enough_data", "empty"]
+
+
+@dataclass(frozen=True)
+class _Basis:
+    """What an endpoint's windows are compared with, resolved once per run."""
+
+    snapshot: Snapshot
+    inputs: Reference
+    columns: dict[str, SqlType]
+    version: ModelVersion
+    classes: list[Any] | None
 
 
 @dataclass(frozen=True)
@@ -114,6 +129,7 @@ class MonitorRunner:
         self.alpha = alpha
         self.quality = quality or QualityOptions()
         self.results = ResultStore(workspace.store)
+        self._output_references: dict[tuple[str, int], Reference | str] = {}
         settings = workspace.settings
         self.reader = LogReader(settings.project_path(settings.serving.prediction_log_dir))
 
@@ -130,22 +146,19 @@ class MonitorRunner:
         return outcomes
 
     def _run_endpoint(self, name: str, current: float, force: bool) -> list[WindowOutcome]:
-        snapshot, columns = self._reference_of(name)
-        reference = Reference.from_profile(snapshot.profile)
+        basis = self._basis(name)
         done = set() if force else self.results.computed(name)
         outcomes = []
         for start, end in self._windows(name, current):
             if (start, end) in done:
                 continue
-            window = read_window(self.reader, name, start, end, columns)
-            outcomes.append(self._compute(window, reference, snapshot))
+            window = read_window(self.reader, name, start, end, basis.columns, basis.classes or ())
+            outcomes.append(self._compute(window, basis))
         return outcomes
 
-    def _compute(
-        self, window: LogWindow, reference: Reference, snapshot: Snapshot
-    ) -> WindowOutcome:
+    def _compute(self, window: LogWindow, basis: _Basis) -> WindowOutcome:
         report = drift(
-            reference,
+            basis.inputs,
             window.inputs,
             correction=self.correction,
             alpha=self.alpha,
@@ -155,8 +168,9 @@ class MonitorRunner:
             window.endpoint, window.start, self.quality.volume_history * 4
         )
         results = [
-            *drift_results(window, report, snapshot),
+            *drift_results(window, report, basis.snapshot.fingerprint),
             *quality_results(window, report, previous, self.quality),
+            *self._prediction_drift(window, basis),
         ]
         status: WindowStatus = (
             "empty"
@@ -212,7 +226,7 @@ class MonitorRunner:
             yield times[begin] / 1e6, (times[cut - 1] + 1) / 1e6
             begin = cut
 
-    def _reference_of(self, name: str) -> tuple[Snapshot, dict[str, SqlType]]:
+    def _basis(self, name: str) -> _Basis:
         endpoint = self.workspace.deployments.get(name)
         primary = endpoint.policy.primary
         version = self.workspace.registry.get_version(primary.name, primary.version)
@@ -223,7 +237,56 @@ class MonitorRunner:
             if input_field.sensitive or stored is None or kind_of(stored.dtype) is None:
                 continue
             columns[input_field.name] = _sql_type(stored.dtype)
-        return snapshot, columns
+        classes = version.signature.output.get("classes")
+        return _Basis(
+            snapshot=snapshot,
+            inputs=Reference.from_profile(snapshot.profile),
+            columns=columns,
+            version=version,
+            classes=None if classes is None else list(classes),
+        )
+
+    def _prediction_drift(self, window: LogWindow, basis: _Basis) -> list[MonitorResult]:
+        """The window's outputs against the model's on its validation data (see
+        :mod:`keel.monitoring._predictions`); a model that cannot be loaded or run here is
+        one ``error`` result, not a failed run."""
+        key = (basis.version.name, basis.version.version)
+        if key not in self._output_references:
+            self._output_references[key] = self._outputs_reference(basis)
+        reference = self._output_references[key]
+        if isinstance(reference, str):
+            return [
+                MonitorResult(
+                    endpoint=window.endpoint,
+                    window_start=window.start,
+                    window_end=window.end,
+                    monitor=PREDICTION_DRIFT,
+                    subject="",
+                    statistic="verdict",
+                    status="error",
+                    rows=window.rows,
+                    details={"error": reference},
+                )
+            ]
+        report = drift(
+            reference,
+            window_outputs(window.predictions, basis.classes),
+            correction=self.correction,
+            alpha=self.alpha,
+            min_rows=self.min_rows,
+        )
+        return drift_results(window, report, basis.version.uri, monitor=PREDICTION_DRIFT)
+
+    def _outputs_reference(self, basis: _Basis) -> Reference | str:
+        version = basis.version
+        try:
+            snapshot = self._snapshot(version.name, pick_validation_input(version.inputs))
+            data = self.workspace.snapshots.load(snapshot)
+            model = self.workspace.registry.load_version(version)
+            names = [f.name for f in version.signature.inputs.fields]
+            return Reference.from_data(reference_outputs(model, data, names))
+        except Exception as error:  # a model that fails here must not stop input monitoring
+            return f"reference outputs of {version.uri}: {type(error).__name__}: {error}"
 
     def _snapshot(self, endpoint: str, fingerprints: list[str]) -> Snapshot:
         if self.reference is not None:
@@ -240,91 +303,9 @@ class MonitorRunner:
         )
 
 
-def drift_results(
-    window: LogWindow, report: DriftReport, snapshot: Snapshot
-) -> list[MonitorResult]:
-    """One result per column and statistic of ``report`` (monitor ``drift``), plus the
-    window's overall verdict (subject ``""``, statistic ``verdict``)."""
-
-    def result(
-        subject: str, statistic: str, status: str, rows: int, **values: Any
-    ) -> MonitorResult:
-        return MonitorResult(
-            endpoint=window.endpoint,
-            window_start=window.start,
-            window_end=window.end,
-            monitor="drift",
-            subject=subject,
-            statistic=statistic,
-            status=status,
-            rows=rows,
-            **values,
-        )
-
-    found = [
-        result(
-            "",
-            "verdict",
-            report.verdict,
-            window.rows,
-            value=float(len(report.drifted_columns)),
-            details={
-                "reference": snapshot.fingerprint,
-                "correction": report.correction,
-                "tests": report.tests,
-                "alpha": report.alpha,
-                "drifted_columns": report.drifted_columns,
-            },
-        )
-    ]
-    for column in report.columns:
-        if not column.statistics:  # a column on one side only, or of a type no test fits
-            found.append(
-                result(
-                    column.name,
-                    "status",
-                    column.status,
-                    column.rows[1],
-                    details={"notes": list(column.notes)},
-                )
-            )
-        for statistic in column.statistics:
-            status = (
-                column.status
-                if column.status != "ok"
-                else "not_computed"
-                if statistic.drifted is None
-                else "drift"
-                if statistic.drifted
-                else "ok"
-            )
-            adjusted = statistic.adjusted_p_value
-            found.append(
-                result(
-                    column.name,
-                    statistic.name,
-                    status,
-                    column.rows[1],
-                    value=_finite(statistic.value),
-                    p_value=_finite(statistic.p_value if adjusted is None else adjusted),
-                    threshold=statistic.threshold,
-                    details={
-                        "default": statistic.name == column.default_statistic,
-                        "raw_p_value": _finite(statistic.p_value),
-                        "note": statistic.note,
-                    },
-                )
-            )
-    return found
-
-
 def _sql_type(dtype: str) -> SqlType:
     if dtype in ("int", "float"):
         return "DOUBLE"
     if dtype == "bool":
         return "BOOLEAN"
     return "VARCHAR"
-
-
-def _finite(value: float | None) -> float | None:
-    return value if value is not None and math.isfinite(value) else None

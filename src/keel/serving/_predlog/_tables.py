@@ -156,7 +156,8 @@ def _json(value: Any) -> str | None:
     return None if value is None else orjson.dumps(value).decode()
 
 
-def _label(value: Any) -> str | None:
+def label_text(value: Any) -> str | None:
+    """A prediction or label as the log's ``*_label`` columns hold it (None: not a label)."""
     if isinstance(value, str):
         return value
     if isinstance(value, bool):
@@ -186,7 +187,7 @@ _PREDICTION: dict[str, _Column] = {
     "prediction": lambda r: _json(r.get("prediction")),
     "probabilities": lambda r: _json(r.get("probabilities")),
     "prediction_number": lambda r: _number(r.get("prediction")),
-    "prediction_label": lambda r: _label(r.get("prediction")),
+    "prediction_label": lambda r: label_text(r.get("prediction")),
 }
 _FEEDBACK: dict[str, _Column] = {
     "prediction_id": lambda r: r["prediction_id"],
@@ -196,5 +197,5 @@ _FEEDBACK: dict[str, _Column] = {
     "name": lambda r: _text(r.get("name")),
     "value": lambda r: _json(r.get("value")),
     "value_number": lambda r: _number(r.get("value")),
-    "value_label": lambda r: _label(r.get("value")),
+    "value_label": lambda r: label_text(r.get("value")),
 }
