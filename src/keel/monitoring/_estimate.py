@@ -153,7 +153,8 @@ def estimate_performance(
     rows = raw.shape[0]
     method = (
         f"CBPE: metrics of the expected confusion matrix; band: estimate ± z·se, se = sd of "
-        f"each metric over {draws} label sets drawn from the probabilities (seed {seed})"
+        f"each metric over {draws} label sets drawn from the probabilities (seeded Monte "
+        f"Carlo, seed {seed})"
     )
     header: dict[str, Any] = {
         "kind": "estimated",
