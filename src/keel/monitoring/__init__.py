@@ -12,7 +12,16 @@ The statistics (KS, chi-square, PSI, Jensen-Shannon, Wasserstein) and how each i
 a binned profile are described in ``keel.monitoring._stats`` and ``keel.monitoring._reference``.
 """
 
+from keel.monitoring._concept import ConceptDriftFinding, detect_concept_drift
 from keel.monitoring._drift import DEFAULT_MIN_ROWS, DEFAULT_STATISTICS, drift
+from keel.monitoring._estimate import Calibrator, estimate_performance
+from keel.monitoring._labels import LabelledWindow, VersionLabels, labelled_window
+from keel.monitoring._perf_results import MetricResult, PerformanceReport
+from keel.monitoring._performance import (
+    DEFAULT_TOLERANCES,
+    compare_to_validation,
+    realised_performance,
+)
 from keel.monitoring._quality import QualityOptions
 from keel.monitoring._reference import Reference
 from keel.monitoring._report import (
@@ -31,13 +40,19 @@ from keel.monitoring._stats import STATISTICS, StatisticInfo
 __all__ = [
     "DEFAULT_MIN_ROWS",
     "DEFAULT_STATISTICS",
+    "DEFAULT_TOLERANCES",
     "STATISTICS",
+    "Calibrator",
     "ColumnDrift",
     "ColumnStatus",
+    "ConceptDriftFinding",
     "Correction",
     "DriftReport",
+    "LabelledWindow",
+    "MetricResult",
     "MonitorResult",
     "MonitorRunner",
+    "PerformanceReport",
     "QualityOptions",
     "Reference",
     "ResultStore",
@@ -45,7 +60,13 @@ __all__ = [
     "StatisticResult",
     "UnseenCategories",
     "Verdict",
+    "VersionLabels",
     "WindowOutcome",
     "Windows",
+    "compare_to_validation",
+    "detect_concept_drift",
     "drift",
+    "estimate_performance",
+    "labelled_window",
+    "realised_performance",
 ]
