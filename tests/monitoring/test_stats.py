@@ -52,7 +52,7 @@ def test_every_statistic_says_how_it_decides() -> None:
 @PROPERTY
 @hypothesis.given(samples, samples)
 def test_ks_from_values_matches_scipy(a: np.ndarray, b: np.ndarray) -> None:
-    expected = stats.ks_2samp(a, b).statistic
+    expected = stats.ks_2samp(a, b, method="asymp").statistic  # the statistic only
 
     assert ks_from_values(np.sort(a), a.size, np.sort(b), b.size) == pytest.approx(expected)
 

@@ -9,7 +9,7 @@ reference once and compare many windows against it.
 current window is bucketed into the profile's buckets and every statistic is computed from the
 two count vectors:
 
-- numeric buckets are the profile's :class:`~keel.data._profile.Sketch`: about 100 buckets of
+- numeric buckets are the profile's :class:`~keel.data._sketch.Sketch`: about 100 buckets of
   ~1 % of the reference each (plus the 0.1 % tails), whose bounds are lines of a 4096-cell grid.
   Profiles stored before sketches existed fall back to their 20-bin histogram (plus below/above),
   which is coarse on skewed data;
@@ -40,8 +40,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from keel.data._profile import ColumnProfile, Profile, Sketch, _json_value, profile
+from keel.data._profile import ColumnProfile, Profile, _json_value, profile
 from keel.data._schema import DType
+from keel.data._sketch import Sketch
 from keel.monitoring._stats import Counts
 
 ColumnKind = Literal["numeric", "categorical"]
