@@ -49,6 +49,7 @@ def test_every_statistic_says_how_it_decides() -> None:
     assert [STATISTICS[n].threshold for n in ("psi", "js", "wasserstein")] == [0.2, 0.1, 0.1]
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # SciPy's p-value on tiny samples
 @PROPERTY
 @hypothesis.given(samples, samples)
 def test_ks_from_values_matches_scipy(a: np.ndarray, b: np.ndarray) -> None:
