@@ -133,31 +133,34 @@ class SinkSettings(BaseModel):
 
 class BurnRateWindow(BaseModel):
     """One multi-window burn-rate alert: fires when the error budget burns faster than
-    ``factor`` times the sustainable rate over both ``long_seconds`` and ``short_seconds``."""
+    ``factor`` times the sustainable rate over both ``long_seconds`` and ``short_seconds``.
+    The name's prefix is its severity: ``page_*`` windows are read by the built-in
+    ``slo_page`` rule, ``ticket_*`` ones by ``slo_ticket``."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")
+    name: str = Field(pattern=r"^(page|ticket)_[a-z0-9_]{1,25}$")
     factor: float = Field(gt=0)
     long_seconds: float = Field(gt=0)
     short_seconds: float = Field(gt=0)
-    severity: Severity = "page"
+
+    @property
+    def severity(self) -> str:
+        return self.name.split("_", 1)[0]
+
+    @model_validator(mode="after")
+    def _short_within_long(self) -> BurnRateWindow:
+        if self.short_seconds >= self.long_seconds:
+            raise ValueError("short_seconds must be shorter than long_seconds")
+        return self
 
 
 # The Google SRE workbook's recommendation ("Alerting on SLOs", table 5-8) for a 30-day SLO.
 DEFAULT_BURN_RATES: tuple[BurnRateWindow, ...] = (
     BurnRateWindow(name="page_1h", factor=14.4, long_seconds=3600, short_seconds=300),
     BurnRateWindow(name="page_6h", factor=6, long_seconds=6 * 3600, short_seconds=1800),
-    BurnRateWindow(
-        name="ticket_1d", factor=3, long_seconds=86400, short_seconds=7200, severity="ticket"
-    ),
-    BurnRateWindow(
-        name="ticket_3d",
-        factor=1,
-        long_seconds=3 * 86400,
-        short_seconds=6 * 3600,
-        severity="ticket",
-    ),
+    BurnRateWindow(name="ticket_1d", factor=3, long_seconds=86400, short_seconds=7200),
+    BurnRateWindow(name="ticket_3d", factor=1, long_seconds=3 * 86400, short_seconds=6 * 3600),
 )
 
 
