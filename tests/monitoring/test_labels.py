@@ -195,7 +195,24 @@ def test_labels_received_after_labels_until_are_not_joined_yet(tmp_path: Path) -
     assert _window(reader).labelled == 1
 
 
-def test_naive_bounds_are_refused(tmp_path: Path) -> None:
-    reader = _write(tmp_path, [_prediction(1)])
+def test_bounds_are_aware_datetimes_or_epoch_seconds(tmp_path: Path) -> None:
+    entry = _prediction(1)
+    reader = _write(tmp_path, [entry], [_label(entry, 1, endpoint=None)])  # sent from Python
+
+    by_seconds = labelled_window(reader, "churn", START.timestamp(), END.timestamp())
+
+    assert (by_seconds.labelled, by_seconds.start) == (1, START)
     with pytest.raises(ValueError, match="timezone-aware"):
         labelled_window(reader, "churn", START.replace(tzinfo=None), END)
+
+
+def test_string_classes_with_positional_probabilities_have_none(tmp_path: Path) -> None:
+    entry = _prediction("yes", probabilities=[0.3, 0.7])
+
+    window = _window(_write(tmp_path, [entry], [_label(entry, "no")]))
+
+    version = window.versions[1]
+    assert version.probabilities is None
+    assert version.note == "list probabilities cannot be matched to string classes"
+    assert version.classes == ("no", "yes")
+    assert version.performance()["log_loss"].note == "no probabilities logged"

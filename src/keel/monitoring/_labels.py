@@ -33,7 +33,6 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
-import orjson
 import pyarrow as pa
 
 from keel.monitoring._perf_results import PerformanceReport
@@ -74,17 +73,18 @@ WITH p AS (
                       f.time >= $4 AND f.time < $5)
 )
 SELECT 'label' AS row_kind, p.model_version, p.prediction_kind, p.prediction_number,
-    p.prediction_label, p.probabilities, f.label_kind, f.value_number, f.value_label,
-    NULL::BIGINT AS n
+    p.prediction_label, TRY_CAST(TRY_CAST(p.probabilities AS JSON) AS MAP(VARCHAR, DOUBLE))
+    AS by_label, TRY_CAST(TRY_CAST(p.probabilities AS JSON) AS DOUBLE[]) AS by_position,
+    f.label_kind, f.value_number, f.value_label, NULL::BIGINT AS n
 FROM p JOIN f ON f.prediction_id = p.prediction_id AND f.newest = 1
 UNION ALL
-SELECT 'predictions', model_version, NULL, NULL, NULL, NULL, NULL, NULL, NULL, count(*)
+SELECT 'predictions', model_version, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, count(*)
 FROM p GROUP BY model_version
 UNION ALL
-SELECT 'duplicates', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, count(*)
+SELECT 'duplicates', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, count(*)
 FROM f WHERE f.newest > 1 AND EXISTS (SELECT 1 FROM p WHERE p.prediction_id = f.prediction_id)
 UNION ALL
-SELECT 'unknown', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, n FROM unknown
+SELECT 'unknown', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, n FROM unknown
 """
 _FITS = {
     "label": {"label"},
@@ -183,25 +183,25 @@ class LabelledWindow:
 def labelled_window(
     reader: LogReader,
     endpoint: str,
-    start: dt.datetime,
-    end: dt.datetime,
+    start: dt.datetime | float,
+    end: dt.datetime | float,
     *,
     label_name: str = DEFAULT_LABEL_NAME,
     min_labels: int = 1,
-    labels_until: dt.datetime | None = None,
+    labels_until: dt.datetime | float | None = None,
 ) -> LabelledWindow:
-    """The predictions ``endpoint`` answered in ``[start, end)`` (aware datetimes), joined to
-    their labels: feedback named ``label_name`` or unnamed, received before ``labels_until``
-    (default: any time). ``min_labels`` applies to the window and to each version."""
-    if start.tzinfo is None or end.tzinfo is None:
-        raise ValueError("start and end must be timezone-aware datetimes")
-    until = None if labels_until is None else labels_until.astimezone(dt.UTC)
+    """The predictions ``endpoint`` answered in ``[start, end)`` (aware datetimes, or epoch
+    seconds as the window runner counts them), joined to their labels: feedback named
+    ``label_name`` or unnamed, received before ``labels_until`` (default: any time).
+    ``min_labels`` applies to the window and to each version."""
+    start, end = _instant(start), _instant(end)
+    until = None if labels_until is None else _instant(labels_until)
     table = reader.query(
         _SQL,
         [  # $1 ... $10 in _SQL
             endpoint,
-            start.astimezone(dt.UTC).date(),
-            end.astimezone(dt.UTC).date(),
+            start.date(),
+            end.date(),
             start,
             end,
             None if until is None else until.date(),
@@ -214,31 +214,36 @@ def labelled_window(
     return _assemble(table, endpoint, start, end, min_labels)
 
 
+def _instant(value: dt.datetime | float) -> dt.datetime:
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            raise ValueError("window bounds must be timezone-aware datetimes or epoch seconds")
+        return value.astimezone(dt.UTC)
+    return dt.datetime.fromtimestamp(value, dt.UTC)
+
+
 def _assemble(
     table: pa.Table, endpoint: str, start: dt.datetime, end: dt.datetime, min_labels: int
 ) -> LabelledWindow:
-    rows = table.to_pydict()
-    kinds = rows["row_kind"]
-    counts = dict.fromkeys(("duplicates", "unknown"), 0)
+    kinds = table.column("row_kind").to_numpy(zero_copy_only=False)
+    counts: dict[str, int] = dict.fromkeys(("duplicates", "unknown"), 0)
     predicted: dict[int, int] = {}
-    labelled: dict[int, list[int]] = {}
-    for index, kind in enumerate(kinds):
-        version = rows["model_version"][index]
-        if kind == "predictions":
-            predicted[version] = int(rows["n"][index])
-        elif kind == "label":
-            labelled.setdefault(version, []).append(index)
+    for row in table.filter(pa.array(kinds != "label")).to_pylist():  # a few rows
+        if row["row_kind"] == "predictions":
+            predicted[row["model_version"] or 0] = int(row["n"])
         else:
-            counts[kind] = int(rows["n"][index] or 0)
+            counts[row["row_kind"]] = int(row["n"] or 0)
+    labelled = table.filter(pa.array(kinds == "label"))
     versions: dict[int, VersionLabels] = {}
     mismatches: dict[int, int] = {}
-    for version, indices in sorted(labelled.items(), key=lambda item: item[0] or 0):
-        built, mismatched = _version(rows, indices, version, predicted.get(version, 0), min_labels)
-        versions[built.model_version] = built
-        mismatches[built.model_version] = mismatched
+    owners = np.asarray(labelled.column("model_version").fill_null(0).to_numpy())
+    for version in np.unique(owners).tolist():
+        rows = labelled.filter(pa.array(owners == version))
+        built, mismatched = _version(rows, version, predicted.get(version, 0), min_labels)
+        versions[version], mismatches[version] = built, mismatched
     for version, count in predicted.items():  # versions without a single label
-        if (version or 0) not in versions:
-            versions[version or 0] = _empty(version or 0, count, min_labels)
+        if version not in versions:
+            versions[version] = _empty(version, count, min_labels)
     total = sum(v.labelled_rows for v in versions.values())
     enough = total >= max(min_labels, 1)
     note = None if enough else f"not enough data: {total} labelled of {sum(predicted.values())}"
@@ -259,35 +264,28 @@ def _assemble(
     )
 
 
-def _version(
-    rows: dict[str, list[Any]], indices: list[int], version: int | None, count: int, minimum: int
-) -> tuple[VersionLabels, int]:
+def _version(rows: pa.Table, version: int, count: int, minimum: int) -> tuple[VersionLabels, int]:
     """The version's rows whose label fits the prediction (the version's most common
     prediction type: a version answers with one type), and how many were left out."""
-    kinds = Counter(rows["prediction_kind"][i] for i in indices)
-    kind = max(("label", "class", "bool", "number"), key=lambda k: kinds.get(k, 0))
-    keep = [
-        i
-        for i in indices
-        if rows["prediction_kind"][i] == kind and rows["label_kind"][i] in _FITS.get(kind, ())
-    ]
+    prediction_kinds = _strings(rows, "prediction_kind")
+    found = Counter(prediction_kinds.tolist())
+    kind = max(("label", "class", "bool", "number"), key=lambda k: found.get(k, 0))
+    fits = (prediction_kinds == kind) & np.isin(_strings(rows, "label_kind"), sorted(_FITS[kind]))
+    kept = rows.filter(pa.array(fits))
     if kind == "label":
-        predictions = np.array([rows["prediction_label"][i] for i in keep], dtype=object)
-        labels = np.array([rows["value_label"][i] for i in keep], dtype=object)
+        predictions, labels = _strings(kept, "prediction_label"), _strings(kept, "value_label")
     else:
-        numbers = np.array([rows["prediction_number"][i] for i in keep], dtype=float)
-        values = np.array([rows["value_number"][i] for i in keep], dtype=float)
         cast = float if kind == "number" else np.int64
-        predictions, labels = numbers.astype(cast), values.astype(cast)
+        predictions = _numbers(kept, "prediction_number").astype(cast)
+        labels = _numbers(kept, "value_number").astype(cast)
     probabilities, classes, note = (None, (), None)
     if kind != "number":
-        texts = [rows["probabilities"][i] for i in keep]
-        probabilities, classes, note = _probabilities(texts, kind, predictions, labels)
-    enough = len(keep) >= max(minimum, 1)
+        probabilities, classes, note = _probabilities(kept, kind, predictions, labels)
+    enough = kept.num_rows >= max(minimum, 1)
     if not enough:
-        note = f"not enough data: {len(keep)} labelled of {count} predictions, {minimum} needed"
+        note = f"not enough data: {kept.num_rows} labelled of {count} predictions, {minimum} needed"
     labelled = VersionLabels(
-        model_version=version or 0,
+        model_version=version,
         task="regression" if kind == "number" else "classification",
         predictions=predictions,
         labels=labels,
@@ -297,31 +295,51 @@ def _version(
         status="ok" if enough else "not_enough_data",
         note=note,
     )
-    return labelled, len(indices) - len(keep)
+    return labelled, rows.num_rows - kept.num_rows
+
+
+def _strings(table: pa.Table, name: str) -> np.ndarray:
+    return np.asarray(table.column(name).to_numpy(zero_copy_only=False), dtype=object)
+
+
+def _numbers(table: pa.Table, name: str) -> np.ndarray:
+    return np.asarray(table.column(name).to_numpy(zero_copy_only=False), dtype=float)
 
 
 def _probabilities(
-    texts: list[str | None], kind: str, predictions: np.ndarray, labels: np.ndarray
+    rows: pa.Table, kind: str, predictions: np.ndarray, labels: np.ndarray
 ) -> tuple[np.ndarray | None, tuple[Any, ...], str | None]:
     """The probability matrix and its classes. Classes are the probabilities' keys (parsed
     as the predictions are: integers, booleans as 0/1); a list is indexed by integer class."""
-    decoded: list[Any] = [orjson.loads(text) if text else None for text in texts]
-    seen = sorted(set(predictions.tolist()) | set(labels.tolist()))
-    if not decoded or any(not isinstance(d, dict | list) for d in decoded):
-        return None, tuple(seen), "probabilities are missing for some rows" if decoded else None
-    if any(isinstance(d, list) for d in decoded):
-        if kind == "label" or any(not isinstance(d, list) for d in decoded):
-            return None, tuple(seen), "list probabilities cannot be matched to string classes"
-        width = max(len(d) for d in decoded)
-        if any(len(d) != width for d in decoded):
-            return None, tuple(seen), "probability lists of different lengths"
-        return np.array(decoded, dtype=float), tuple(range(width)), None
-    keys = sorted({key for d in decoded for key in d}, key=lambda key: _order(_class(key, kind)))
-    classes = [_class(key, kind) for key in keys]
-    matrix = np.array([[d.get(key, np.nan) for key in keys] for d in decoded], dtype=float)
+    seen = tuple(sorted(set(predictions.tolist()) | set(labels.tolist()), key=_order))
+    if rows.num_rows == 0:
+        return None, seen, None
+    by_label = pa.chunked_array(rows.column("by_label")).combine_chunks()
+    by_position = pa.chunked_array(rows.column("by_position")).combine_chunks()
+    if by_label.null_count == 0:
+        keys = np.asarray(by_label.keys.to_numpy(zero_copy_only=False), dtype=object)
+        values = np.asarray(by_label.items.to_numpy(zero_copy_only=False), dtype=float)
+        lengths = np.diff(np.asarray(by_label.offsets))
+    elif by_position.null_count == 0 and kind != "label":
+        lengths = np.diff(np.asarray(by_position.offsets))
+        values = np.asarray(by_position.flatten().to_numpy(zero_copy_only=False), dtype=float)
+        keys = np.concatenate([np.arange(n) for n in lengths]) if len(lengths) else np.array([])
+        keys = keys.astype(str).astype(object)
+    elif by_position.null_count == 0:
+        return None, seen, "list probabilities cannot be matched to string classes"
+    else:
+        return None, seen, "probabilities are missing for some rows"
+    names, column = np.unique(keys, return_inverse=True)
+    labels_of = [_class(str(name), kind) for name in names.tolist()]
+    order = sorted(range(len(names)), key=lambda i: _order(labels_of[i]))
+    position = np.empty(len(order), dtype=int)
+    position[order] = np.arange(len(order))
+    matrix = np.full((rows.num_rows, len(names)), np.nan)
+    matrix[np.repeat(np.arange(rows.num_rows), lengths), position[column]] = values
+    classes = tuple(labels_of[i] for i in order)
     if np.isnan(matrix).any():
-        return None, tuple(classes), "some rows lack a probability for some class"
-    return matrix, tuple(classes), None
+        return None, classes, "some rows lack a probability for some class"
+    return matrix, classes, None
 
 
 def _class(key: str, kind: str) -> Any:
