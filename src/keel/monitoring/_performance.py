@@ -16,6 +16,7 @@ cannot be computed is None with a ``note`` saying why, never an exception.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
@@ -160,18 +161,16 @@ def compare_to_validation(
         delta = None if metric.value is None else metric.value - reference
         worse = None if delta is None else (delta if metric.name in LOWER_IS_BETTER else -delta)
         compared.append(
-            MetricResult(
-                **{
-                    **metric.__dict__,
-                    "reference": finite(reference),
-                    "delta": delta,
-                    "tolerance": tolerance,
-                    "degraded": None if worse is None else bool(worse > tolerance),
-                    "note": _join(metric.note, f"reference: validation metric {key!r}"),
-                }
+            dataclasses.replace(
+                metric,
+                reference=finite(reference),
+                delta=delta,
+                tolerance=tolerance,
+                degraded=None if worse is None else bool(worse > tolerance),
+                note=_join(metric.note, f"reference: validation metric {key!r}"),
             )
         )
-    return PerformanceReport(**{**report.__dict__, "metrics": tuple(compared)})
+    return dataclasses.replace(report, metrics=tuple(compared))
 
 
 def validation_key(values: Mapping[str, float], name: str) -> str | None:
