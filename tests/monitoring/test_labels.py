@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import time
 from pathlib import Path
@@ -11,7 +12,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from keel.monitoring._labels import labelled_window
+from keel.monitoring import (
+    compare_to_validation,
+    detect_concept_drift,
+    estimate_performance,
+    labelled_window,
+)
 from keel.serving._predlog import (
     Compactor,
     FeedbackEntry,
@@ -216,3 +222,38 @@ def test_string_classes_with_positional_probabilities_have_none(tmp_path: Path) 
     assert version.note == "list probabilities cannot be matched to string classes"
     assert version.classes == ("no", "yes")
     assert version.performance()["log_loss"].note == "no probabilities logged"
+
+
+def test_a_logged_window_with_a_changed_label_relation_is_reported_as_concept_drift(
+    tmp_path: Path,
+) -> None:
+    rng = np.random.default_rng(4)
+    score = 1 / (1 + np.exp(-1.5 * rng.normal(0, 2, 1500)))
+    entries = [
+        _prediction(int(p >= 0.5), at=NOW - i, probabilities={"0": 1 - p, "1": p})
+        for i, p in enumerate(score.tolist())
+    ]
+    flipped = np.where(rng.random(1500) < 0.6, 1 - score, score)  # the world changed
+    labels = [
+        _label(e, int(u < p), at=NOW + i)
+        for i, (e, u, p) in enumerate(zip(entries, rng.random(1500), flipped, strict=True))
+    ]
+    version = _window(_write(tmp_path, entries, labels), min_labels=100).versions[1]
+
+    realised = version.performance()
+    estimated = estimate_performance(version.probabilities, classes=version.classes)
+    finding = detect_concept_drift(
+        realised, input_drift=False, estimated=estimated, validation={"val_accuracy": 0.84}
+    )
+
+    assert version.labelled_rows == 1500
+    assert finding.finding == "concept_drift"
+    assert finding.estimate_matches_reference is True
+    rows = [*compare_to_validation(realised, {"accuracy": 0.84}).to_results()]
+    rows += [*estimated.to_results(), *finding.to_results()]
+    assert {row["monitor"] for row in rows} == {
+        "performance",
+        "estimated_performance",
+        "concept_drift",
+    }
+    json.dumps(rows, allow_nan=False)
