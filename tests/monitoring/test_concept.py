@@ -154,7 +154,8 @@ def test_the_finding_maps_to_one_monitor_results_row() -> None:
     assert row["subject"] == row["statistic"] == "accuracy"
     assert row["status"] == "concept_drift"
     assert row["rows"] == ROWS
-    assert row["threshold"] == 0.05
+    assert row["threshold"] == finding.reference
+    assert row["details"]["tolerance"] == 0.05
     assert row["details"]["estimate_gap"] == finding.estimate_gap
     json.dumps(row, allow_nan=False)
 

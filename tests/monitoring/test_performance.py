@@ -14,6 +14,7 @@ from sklearn import metrics as skm
 from sklearn.linear_model import LogisticRegression
 
 from keel import Workspace
+from keel.monitoring._alert_rules import DEFAULT_RULES, holds
 from keel.monitoring._performance import compare_to_validation, realised_performance
 
 
@@ -216,6 +217,23 @@ def test_a_registered_versions_metrics_are_the_reference(workspace: Workspace) -
     assert row["monitor"] == "performance"
     assert row["statistic"] == "accuracy"
     assert row["status"] == "degraded"
-    assert row["threshold"] == 0.05
+    assert row["threshold"] == 0.95  # the validation value, as the alert rules expect
+    assert row["details"]["tolerance"] == 0.05
     assert row["rows"] == 100
     assert _json(row) == row
+
+
+def test_the_built_in_alert_rules_read_these_rows_as_intended() -> None:
+    labels = np.array([0, 1] * 100)
+    predictions = np.array([0, 1] * 70 + [1, 0] * 30)
+    proba = np.where(predictions == 1, 0.8, 0.2)
+    report = realised_performance(labels, predictions, proba)
+    value = {m.name: m.value for m in report.metrics}
+    validation = {"accuracy": 0.9, "log_loss": 0.3, "f1": value["f1"]}
+    rows = {row["subject"]: row for row in compare_to_validation(report, validation).to_results()}
+    rules = {rule.name: rule for rule in DEFAULT_RULES}
+
+    assert holds(rules["performance_below_validation"], rows["accuracy"]) is True  # 0.7 < 0.9
+    assert holds(rules["performance_below_validation"], rows["f1"]) is False
+    assert holds(rules["performance_above_validation"], rows["log_loss"]) is True
+    assert holds(rules["performance_below_validation"], rows["precision"]) is None  # no ref

@@ -90,7 +90,8 @@ class ConceptDriftFinding:
 
     def to_results(self) -> Iterator[dict[str, Any]]:
         """One row shaped like the ``monitor_results`` table (monitor ``concept_drift``,
-        subject and statistic the metric, status the finding)."""
+        subject and statistic the metric, value the realised metric, threshold its reference
+        as for the performance rows, status the finding)."""
         data = self.to_dict()
         yield {
             "monitor": "concept_drift",
@@ -99,7 +100,7 @@ class ConceptDriftFinding:
             "statistic": self.metric,
             "value": data["realised"],
             "p_value": data["p_value"],
-            "threshold": data["tolerance"],
+            "threshold": data["reference"],
             "status": self.finding,
             "rows": self.rows,
             "details": data,

@@ -5,7 +5,8 @@ A :class:`PerformanceReport` holds the metrics of one model version over one win
 ``to_results`` yields one row per metric shaped like the ``monitor_results`` table
 (``monitor``, ``subject``, ``model_version``, ``statistic``, ``value``, ``p_value``,
 ``threshold``, ``status``, ``rows``, ``details``) without writing anything: the window runner
-adds the endpoint and window bounds and stores them.
+adds the endpoint and window bounds and stores them. ``threshold`` is the reference value (the
+version's validation metric), which is what the built-in performance alert rules compare with.
 """
 
 from __future__ import annotations
@@ -157,8 +158,10 @@ class PerformanceReport:
         }
 
     def to_results(self) -> Iterator[dict[str, Any]]:
-        """One row per metric in the shape of the ``monitor_results`` table (subject and
-        statistic are the metric's name; ``threshold`` the tolerance; ``details`` the rest)."""
+        """One row per metric in the shape of the ``monitor_results`` table: subject and
+        statistic are the metric's name, ``threshold`` the version's validation value it is
+        compared with (None without one; the alert rules apply their own margin to it, the
+        tolerance behind ``status`` is in ``details``), ``details`` the rest."""
         for metric in self.metrics:
             data = metric.to_dict()
             status = "not_enough_data" if self.status == "not_enough_data" else metric.status
@@ -169,7 +172,7 @@ class PerformanceReport:
                 "statistic": metric.name,
                 "value": data["value"],
                 "p_value": None,
-                "threshold": data["tolerance"],
+                "threshold": data["reference"],
                 "status": status,
                 "rows": self.rows,
                 "details": {
