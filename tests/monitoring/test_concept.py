@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 
+from keel.errors import MonitoringError
 from keel.monitoring._concept import ConceptDriftFinding, detect_concept_drift
 from keel.monitoring._estimate import estimate_performance
 from keel.monitoring._performance import realised_performance
@@ -163,5 +164,5 @@ def test_the_finding_maps_to_one_monitor_results_row() -> None:
 def test_an_estimate_is_not_a_realised_report() -> None:
     estimate = estimate_performance(np.array([0.2, 0.8]), classes=[0, 1])
 
-    with pytest.raises(ValueError, match="realised"):
+    with pytest.raises(MonitoringError, match="realised"):
         detect_concept_drift(estimate, input_drift=False)

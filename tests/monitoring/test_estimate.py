@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pytest
 
+from keel.errors import MonitoringError
 from keel.monitoring._estimate import Calibrator, estimate_performance
 from keel.monitoring._performance import realised_performance
 
@@ -163,7 +164,7 @@ def test_served_predictions_and_the_positive_label_are_respected() -> None:
     assert report["precision"].value == pytest.approx(1.9 / 3)
     assert report["recall"].value == pytest.approx(1.9 / 2.1)
     assert report["accuracy"].value == pytest.approx((0.8 + 1.9) / 4)
-    with pytest.raises(ValueError, match="not in"):
+    with pytest.raises(MonitoringError, match="not in"):
         estimate_performance(proba, classes=["yes", "no"], predictions=["maybe"] * 4)
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from keel.errors import MonitoringError
 from keel.monitoring import (
     compare_to_validation,
     detect_concept_drift,
@@ -208,7 +209,7 @@ def test_bounds_are_aware_datetimes_or_epoch_seconds(tmp_path: Path) -> None:
     by_seconds = labelled_window(reader, "churn", START.timestamp(), END.timestamp())
 
     assert (by_seconds.labelled, by_seconds.start) == (1, START)
-    with pytest.raises(ValueError, match="timezone-aware"):
+    with pytest.raises(MonitoringError, match="timezone-aware"):
         labelled_window(reader, "churn", START.replace(tzinfo=None), END)
 
 

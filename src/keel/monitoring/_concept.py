@@ -31,6 +31,7 @@ from typing import Any, Literal
 
 from scipy import stats  # type: ignore[import-untyped]
 
+from keel.errors import MonitoringError
 from keel.monitoring._perf_results import PerformanceReport, finite
 from keel.monitoring._performance import HasMetrics, compare_to_validation
 
@@ -127,10 +128,13 @@ def detect_concept_drift(
     here. ``input_drift`` is the window's input-drift verdict (None: not known).
     ``reference_rows`` is the number of validation rows behind the reference accuracy."""
     if realised.kind != "realised":
-        raise ValueError("detect_concept_drift needs the realised report (labels joined)")
+        raise MonitoringError(
+            "an estimated report given to detect_concept_drift",
+            fix="pass the realised report (labels joined); the estimate goes in estimated=",
+        )
     name = metric or ("mae" if realised.task == "regression" else "accuracy")
     if name not in TESTED_METRICS:
-        raise ValueError(f"no test for {name!r}: choose one of {TESTED_METRICS}")
+        raise MonitoringError(f"no test for {name!r}", fix=f"choose one of {TESTED_METRICS}")
     if validation is not None:
         realised = compare_to_validation(realised, validation, tolerances=tolerances)
     base: dict[str, Any] = {

@@ -39,6 +39,7 @@ from scipy import stats  # type: ignore[import-untyped]
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
+from keel.errors import MonitoringError
 from keel.monitoring._perf_results import (
     MetricResult,
     PerformanceReport,
@@ -90,7 +91,9 @@ class Calibrator:
             elif method == "platt":
                 model = LogisticRegression().fit(_logit(matrix[:, k])[:, None], target)
             else:
-                raise ValueError(f"unknown calibration method {method!r}: isotonic or platt")
+                raise MonitoringError(
+                    f"unknown calibration method {method!r}", fix="use isotonic or platt"
+                )
             models.append(model)
         return cls(tuple(classes), method, tuple(models))
 
@@ -139,12 +142,14 @@ def estimate_performance(
     docstring). With a ``calibrator`` the probabilities are calibrated first
     (``report.calibrated``)."""
     if len(classes) < 2:
-        raise ValueError("estimating performance needs at least two classes")
+        raise MonitoringError("fewer than two classes", fix="pass the model's classes")
     classes = list(classes)
     binary = len(classes) == 2
     positive = default_positive(classes) if positive_label is None else positive_label
     if binary and positive not in classes:
-        raise ValueError(f"positive_label {positive!r} is not one of {classes}")
+        raise MonitoringError(
+            f"positive_label {positive!r} is not one of {classes}", fix="name one of them"
+        )
     if binary and classes.index(positive) == 0:
         classes.reverse()  # the positive class is column 1 from here on
         raw = _matrix(probabilities, 2, positive_first=True)
@@ -208,12 +213,18 @@ def _matrix(probabilities: npt.ArrayLike, width: int, *, positive_first: bool = 
     matrix = np.asarray(probabilities, dtype=float)
     if matrix.ndim == 1:
         if width != 2:
-            raise ValueError("1-D probabilities are a binary model's positive class only")
+            raise MonitoringError(
+                "1-D probabilities with more than two classes",
+                fix="pass a (rows, classes) matrix; 1-D is a binary model's positive class",
+            )
         matrix = np.column_stack([1 - matrix, matrix])
     elif positive_first:
         matrix = matrix[:, ::-1]
     if matrix.ndim != 2 or matrix.shape[1] != width:
-        raise ValueError(f"probabilities of shape {matrix.shape}: expected (rows, {width})")
+        raise MonitoringError(
+            f"probabilities of shape {matrix.shape}",
+            fix=f"pass one column per class: (rows, {width})",
+        )
     matrix = np.clip(matrix, 0.0, 1.0)
     totals = matrix.sum(axis=1, keepdims=True)
     return matrix / np.where(totals > 0, totals, 1)
@@ -241,7 +252,10 @@ def _decisions(
     values = np.asarray(predictions).tolist()
     unknown = [value for value in values if value not in lookup]
     if unknown:
-        raise ValueError(f"predictions {sorted(set(map(str, unknown)))[:5]} not in {classes}")
+        raise MonitoringError(
+            f"predictions {sorted(set(map(str, unknown)))[:5]} not in {classes}",
+            fix="pass the classes the model predicts",
+        )
     return np.fromiter((lookup[value] for value in values), dtype=int, count=len(values))
 
 

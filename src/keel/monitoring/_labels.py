@@ -35,6 +35,7 @@ from typing import Any, Literal
 import numpy as np
 import pyarrow as pa
 
+from keel.errors import MonitoringError
 from keel.monitoring._perf_results import PerformanceReport
 from keel.monitoring._performance import realised_performance
 from keel.serving._predlog import LogReader
@@ -217,7 +218,10 @@ def labelled_window(
 def _instant(value: dt.datetime | float) -> dt.datetime:
     if isinstance(value, dt.datetime):
         if value.tzinfo is None:
-            raise ValueError("window bounds must be timezone-aware datetimes or epoch seconds")
+            raise MonitoringError(
+                "a naive datetime as a window bound",
+                fix="pass timezone-aware datetimes or epoch seconds",
+            )
         return value.astimezone(dt.UTC)
     return dt.datetime.fromtimestamp(value, dt.UTC)
 

@@ -26,6 +26,7 @@ import numpy.typing as npt
 import pandas as pd
 from sklearn import metrics as skm
 
+from keel.errors import MonitoringError
 from keel.monitoring._perf_results import (
     LOWER_IS_BETTER,
     MetricResult,
@@ -91,7 +92,10 @@ def realised_performance(
     y = np.asarray(labels)
     predicted = np.asarray(predictions)
     if y.shape != predicted.shape or y.ndim != 1:
-        raise ValueError(f"labels {y.shape} and predictions {predicted.shape} must be 1-D alike")
+        raise MonitoringError(
+            f"labels {y.shape} and predictions {predicted.shape} differ",
+            fix="pass one label and one prediction per row, as 1-D arrays",
+        )
     if task is None:
         task = _infer_task(y, predicted, probabilities, classes)
     if task == "regression":
@@ -240,7 +244,10 @@ def _probability_metrics(
     matrix = np.asarray(probabilities, dtype=float)
     if matrix.ndim == 1:
         if task != "binary" or len(classes) != 2:
-            raise ValueError("1-D probabilities are the positive class's: binary tasks only")
+            raise MonitoringError(
+                "1-D probabilities with more than two classes",
+                fix="pass a (rows, classes) matrix; 1-D is a binary model's positive class",
+            )
         high = classes.index(positive)
         matrix = np.column_stack([1 - matrix, matrix] if high == 1 else [matrix, 1 - matrix])
     if matrix.shape != (len(y), len(classes)):
