@@ -9,7 +9,19 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from keel.cli import _data, _endpoints, _features, _keys, _log, _models, _project, _runs, _serve
+from keel.cli import (
+    _alerts,
+    _data,
+    _endpoints,
+    _features,
+    _keys,
+    _log,
+    _models,
+    _monitor,
+    _project,
+    _runs,
+    _serve,
+)
 from keel.cli._context import CliState
 from keel.cli._output import error_line
 from keel.errors import KeelError
@@ -79,6 +91,8 @@ def build_app() -> typer.Typer:
     app.add_typer(_log.build(), name="log")
     app.add_typer(_endpoints.build(), name="endpoints")
     app.add_typer(_keys.build(), name="keys")
+    app.add_typer(_alerts.build(), name="alerts")
+    app.add_typer(_monitor.build(), name="monitor")
     app.command("serve")(_serve.serve)
     return app
 
