@@ -37,36 +37,63 @@ from keel.monitoring._results import MonitorResult, ResultStore
 from keel.monitoring._runner import MonitorRunner, WindowOutcome, Windows
 from keel.monitoring._stats import STATISTICS, StatisticInfo
 
+# isort: split
+# -- alerts, SLOs and generated Prometheus/Grafana files (a block of its own) ----------------------
+from keel._monitoring_settings import AlertRule
+from keel.monitoring._alert_rules import DEFAULT_RULES
+from keel.monitoring._alert_store import Alert, AlertStore
+from keel.monitoring._alerting import alert_evaluator, slo_tracker
+from keel.monitoring._alerts import AlertEvaluator, Evaluation
+from keel.monitoring._grafana import grafana_dashboard
+from keel.monitoring._promrules import prometheus_rules_yaml
+from keel.monitoring._sinks import LogSink, Notifier, WebhookSink
+from keel.monitoring._slo import SloStatus, SloTracker
+
 __all__ = [
     "DEFAULT_MIN_ROWS",
+    "DEFAULT_RULES",
     "DEFAULT_STATISTICS",
     "DEFAULT_TOLERANCES",
     "STATISTICS",
+    "Alert",
+    "AlertEvaluator",
+    "AlertRule",
+    "AlertStore",
     "Calibrator",
     "ColumnDrift",
     "ColumnStatus",
     "ConceptDriftFinding",
     "Correction",
     "DriftReport",
+    "Evaluation",
     "LabelledWindow",
+    "LogSink",
     "MetricResult",
     "MonitorResult",
     "MonitorRunner",
+    "Notifier",
     "PerformanceReport",
     "QualityOptions",
     "Reference",
     "ResultStore",
+    "SloStatus",
+    "SloTracker",
     "StatisticInfo",
     "StatisticResult",
     "UnseenCategories",
     "Verdict",
     "VersionLabels",
+    "WebhookSink",
     "WindowOutcome",
     "Windows",
+    "alert_evaluator",
     "compare_to_validation",
     "detect_concept_drift",
     "drift",
     "estimate_performance",
+    "grafana_dashboard",
     "labelled_window",
+    "prometheus_rules_yaml",
     "realised_performance",
+    "slo_tracker",
 ]
