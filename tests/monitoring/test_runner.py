@@ -15,7 +15,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from keel import Workspace
 from keel.errors import KeelError, MonitoringError
 from keel.monitoring._runner import MonitorRunner, Windows
-from keel.serving._predlog import PredictionEntry, PredictionLog
+from keel.serving._predlog import FeedbackEntry, PredictionEntry, PredictionLog
 
 HOUR = 3600.0
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z, a multiple of an hour
@@ -168,3 +168,47 @@ def test_a_window_is_a_duration_or_a_row_count_never_both(tmp_path: Path) -> Non
         Windows(seconds=60, rows=100)
     with pytest.raises(MonitoringError, match="positive"):
         Windows(seconds=0)
+
+
+def write_labels(workspace: Workspace, hour: int, labels: list[bool]) -> None:
+    directory = workspace.settings.project_path(workspace.settings.serving.prediction_log_dir)
+    with PredictionLog(directory, fsync="never") as log:
+        log.append_sync(
+            [
+                FeedbackEntry(
+                    prediction_id=f"{hour:08d}-0000-0000-0000-{n:012d}",
+                    value=label,
+                    endpoint="churn",
+                    time=int((T0 + 2 * HOUR + n) * 1e9),
+                )
+                for n, label in enumerate(labels)
+            ]
+        )
+
+
+def test_labels_arriving_after_a_window_was_computed_add_its_realised_performance(
+    workspace: Workspace, endpoint: str
+) -> None:
+    frame = training_frame(1_000, seed=1)
+    write_traffic(workspace, [frame])
+    runner = MonitorRunner(workspace, windows=Windows(seconds=HOUR), min_labels=100)
+    runner.run(endpoint, now=T0 + 2 * HOUR)
+    before = runner.results.query(endpoint, monitor="performance", statistic="labels")
+    assert [(r.status, r.value) for r in before] == [("not_enough_data", 0.0)]
+    estimated = runner.results.query(endpoint, monitor="estimated_performance", subject="accuracy")
+    assert len(estimated) == 1  # from the logged probabilities, before any label
+    truth = (frame["age"] > 40).tolist()
+    truth[:100] = [not value for value in truth[:100]]  # the model is wrong on these
+    write_labels(workspace, 0, truth[:500])
+
+    later = runner.run(endpoint, now=T0 + 3 * HOUR)  # the next hour, empty; the first refreshed
+    assert [(o.start, o.status) for o in later] == [(T0 + HOUR, "empty")]
+    accuracy = runner.results.query(endpoint, monitor="performance", subject="accuracy")
+    assert len(accuracy) == 1
+    assert accuracy[0].rows == 500
+    model_accuracy = float(
+        (workspace.registry.load("models:/churn/1").predict(frame[:500]) == truth[:500]).mean()
+    )
+    assert accuracy[0].value == pytest.approx(model_accuracy)
+    assert runner.results.query(endpoint, monitor="concept_drift")  # a finding was recorded
+    assert runner.results.query(endpoint, monitor="drift", subject="", statistic="verdict")

@@ -65,15 +65,17 @@ class ResultStore:
     def __init__(self, store: MetadataStore) -> None:
         self.store = store
 
-    def computed(self, endpoint: str) -> set[tuple[float, float]]:
-        """The (start, end) of every window of ``endpoint`` already computed."""
+    def computed(self, endpoint: str) -> dict[tuple[float, float], float]:
+        """When each window of ``endpoint`` already computed was last computed, by its
+        (start, end)."""
+        windows = t.monitor_windows
         with self.store.read() as connection:
             rows = connection.execute(
-                sa.select(t.monitor_windows.c.window_start, t.monitor_windows.c.window_end).where(
-                    t.monitor_windows.c.endpoint == endpoint
-                )
+                sa.select(
+                    windows.c.window_start, windows.c.window_end, windows.c.computed_at
+                ).where(windows.c.endpoint == endpoint)
             )
-            return {(row.window_start, row.window_end) for row in rows}
+            return {(row.window_start, row.window_end): row.computed_at for row in rows}
 
     def window_sizes(self, endpoint: str, before: float, limit: int) -> list[int]:
         """Rows of the last ``limit`` windows of ``endpoint`` that ended by ``before``."""
@@ -96,28 +98,12 @@ class ResultStore:
         rows: int,
         status: str,
         results: Iterable[MonitorResult],
+        at: float | None = None,
     ) -> None:
-        """Record the window and its results, replacing what an earlier run saved for it."""
-        at = now()
-        values = [
-            {
-                "endpoint": r.endpoint,
-                "window_start": r.window_start,
-                "window_end": r.window_end,
-                "monitor": r.monitor,
-                "subject": r.subject,
-                "model_version": r.model_version,
-                "statistic": r.statistic,
-                "value": r.value,
-                "p_value": r.p_value,
-                "threshold": r.threshold,
-                "status": r.status,
-                "rows": r.rows,
-                "details": dict(r.details),
-                "computed_at": at,
-            }
-            for r in results
-        ]
+        """Record the window and its results, replacing what an earlier run saved for it;
+        ``at`` is when it was computed (default: now)."""
+        at = now() if at is None else at
+        values = [_row(r, at) for r in results]
         same_window = (
             (t.monitor_windows.c.endpoint == endpoint)
             & (t.monitor_windows.c.window_start == start)
@@ -144,6 +130,39 @@ class ResultStore:
             )
             if values:
                 connection.execute(t.monitor_results.insert(), values)
+
+    def replace(
+        self,
+        endpoint: str,
+        start: float,
+        end: float,
+        *,
+        monitors: Iterable[str],
+        results: Iterable[MonitorResult],
+        at: float | None = None,
+    ) -> None:
+        """Replace the results of ``monitors`` for a window already saved (labels that arrived
+        later), leaving its other results alone."""
+        at = now() if at is None else at
+        names = list(monitors)
+        values = [_row(r, at) for r in results]
+        r, w = t.monitor_results, t.monitor_windows
+        with self.store.write() as connection:
+            connection.execute(
+                r.delete().where(
+                    r.c.endpoint == endpoint,
+                    r.c.window_start == start,
+                    r.c.window_end == end,
+                    r.c.monitor.in_(names),
+                )
+            )
+            if values:
+                connection.execute(r.insert(), values)
+            connection.execute(
+                w.update()
+                .where(w.c.endpoint == endpoint, w.c.window_start == start, w.c.window_end == end)
+                .values(computed_at=at)
+            )
 
     def query(
         self,
@@ -197,3 +216,22 @@ class ResultStore:
         found = self.query(endpoint, **filters)
         columns = list(MonitorResult.__dataclass_fields__)
         return pd.DataFrame([r.to_dict() for r in found], columns=columns)
+
+
+def _row(result: MonitorResult, at: float) -> dict[str, Any]:
+    return {
+        "endpoint": result.endpoint,
+        "window_start": result.window_start,
+        "window_end": result.window_end,
+        "monitor": result.monitor,
+        "subject": result.subject,
+        "model_version": result.model_version,
+        "statistic": result.statistic,
+        "value": result.value,
+        "p_value": result.p_value,
+        "threshold": result.threshold,
+        "status": result.status,
+        "rows": result.rows,
+        "details": dict(result.details),
+        "computed_at": at,
+    }

@@ -13,6 +13,15 @@ late still land in it); a row window once it holds its rows. Only complete windo
 computed, and a window already in ``monitor_windows`` is skipped unless ``force``: running
 twice stores nothing twice.
 
+**Per window**: input drift against the reference (:func:`keel.monitoring.drift`), data
+quality (:mod:`._quality`), prediction drift against the model's answers on its validation data
+(:mod:`._predictions`), and the performance monitors (:mod:`._performance_monitor`): realised
+metrics of the labelled rows, the CBPE estimate of every row, concept drift. Labels arrive
+late: on every run, windows that ended within ``label_horizon_seconds`` (7 days) and got
+feedback since they were last computed have their performance monitors recomputed (and only
+those). The versions compared with validation metrics are the primary's model's (an arm
+serving another model is compared with nothing).
+
 **Reference**: the training snapshot of the endpoint's primary model version (the first of its
 recorded inputs that is a snapshot), or the snapshot named by ``reference``. Its stored profile
 is what each window is compared with (:func:`keel.monitoring.drift`). The compared columns are
@@ -33,6 +42,8 @@ from keel.errors import KeelError, MonitoringError
 from keel.monitoring._drift import DEFAULT_MIN_ROWS, drift
 from keel.monitoring._drift_results import drift_results
 from keel.monitoring._log_window import LogWindow, SqlType, log_time_range, read_window
+from keel.monitoring._performance_monitor import MONITORS as PERFORMANCE_MONITORS
+from keel.monitoring._performance_monitor import performance_results
 from keel.monitoring._predictions import MONITOR as PREDICTION_DRIFT
 from keel.monitoring._predictions import pick_validation_input, reference_outputs, window_outputs
 from keel.monitoring._quality import QualityOptions, quality_results
@@ -120,6 +131,9 @@ class MonitorRunner:
         correction: Correction = "bh",
         alpha: float = 0.05,
         quality: QualityOptions | None = None,
+        label_name: str = "label",
+        min_labels: int = 100,
+        label_horizon_seconds: float = 7 * 86_400.0,
     ) -> None:
         self.workspace = workspace
         self.windows = windows or Windows()
@@ -128,6 +142,9 @@ class MonitorRunner:
         self.correction: Correction = correction
         self.alpha = alpha
         self.quality = quality or QualityOptions()
+        self.label_name = label_name
+        self.min_labels = min_labels
+        self.label_horizon_seconds = label_horizon_seconds
         self.results = ResultStore(workspace.store)
         self._output_references: dict[tuple[str, int], Reference | str] = {}
         settings = workspace.settings
@@ -147,16 +164,58 @@ class MonitorRunner:
 
     def _run_endpoint(self, name: str, current: float, force: bool) -> list[WindowOutcome]:
         basis = self._basis(name)
-        done = set() if force else self.results.computed(name)
+        computed = {} if force else self.results.computed(name)
         outcomes = []
         for start, end in self._windows(name, current):
-            if (start, end) in done:
+            if (start, end) in computed:
                 continue
             window = read_window(self.reader, name, start, end, basis.columns, basis.classes or ())
-            outcomes.append(self._compute(window, basis))
+            outcomes.append(self._compute(window, basis, current))
+        self._refresh_performance(name, basis, computed, current)
         return outcomes
 
-    def _compute(self, window: LogWindow, basis: _Basis) -> WindowOutcome:
+    def _refresh_performance(
+        self,
+        name: str,
+        basis: _Basis,
+        computed: dict[tuple[float, float], float],
+        current: float,
+    ) -> None:
+        """Recompute the performance monitors of windows within the label horizon that
+        feedback arrived for since they were last computed."""
+        latest = self._latest_feedback(name)
+        if latest is None:
+            return
+        horizon = current - self.label_horizon_seconds
+        for (start, end), computed_at in sorted(computed.items()):
+            if end < horizon or latest <= computed_at:
+                continue
+            window = read_window(self.reader, name, start, end, {}, basis.classes or ())
+            verdicts = self.results.query(
+                name, monitor="drift", subject="", statistic="verdict", since=end, until=end
+            )
+            input_drift = _input_drift(verdicts[0].status if verdicts else None)
+            self.results.replace(
+                name, start, end, monitors=PERFORMANCE_MONITORS,
+                results=self._performance(window, basis, input_drift), at=current,
+            )  # fmt: skip
+
+    def _latest_feedback(self, name: str) -> float | None:
+        found = self.reader.query(
+            "SELECT epoch_ns(max(time)) AS t FROM feedback WHERE endpoint = ?", [name]
+        ).column("t")[0].as_py()  # fmt: skip
+        return None if found is None else found / 1e9
+
+    def _performance(
+        self, window: LogWindow, basis: _Basis, input_drift: bool | None
+    ) -> list[MonitorResult]:
+        versions = {v.version: v for v in self.workspace.registry.list_versions(basis.version.name)}
+        return performance_results(
+            self.reader, window, versions, input_drift=input_drift, classes=basis.classes,
+            label_name=self.label_name, min_labels=self.min_labels,
+        )  # fmt: skip
+
+    def _compute(self, window: LogWindow, basis: _Basis, current: float) -> WindowOutcome:
         report = drift(
             basis.inputs,
             window.inputs,
@@ -171,6 +230,7 @@ class MonitorRunner:
             *drift_results(window, report, basis.snapshot.fingerprint),
             *quality_results(window, report, previous, self.quality),
             *self._prediction_drift(window, basis),
+            *self._performance(window, basis, _input_drift(report.verdict)),
         ]
         status: WindowStatus = (
             "empty"
@@ -181,7 +241,7 @@ class MonitorRunner:
         )
         self.results.save(
             window.endpoint, window.start, window.end, rows=window.rows, status=status,
-            results=results,
+            results=results, at=current,
         )  # fmt: skip
         return WindowOutcome(
             window.endpoint,
@@ -301,6 +361,10 @@ class MonitorRunner:
             "not trained from a keel snapshot)",
             fix="name one with --reference SNAPSHOT",
         )
+
+
+def _input_drift(verdict: str | None) -> bool | None:
+    return {"drift": True, "no_drift": False}.get(verdict or "")
 
 
 def _sql_type(dtype: str) -> SqlType:
