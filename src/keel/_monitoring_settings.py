@@ -70,7 +70,8 @@ class AlertRule(BaseModel):
     A rule matches results by ``monitor`` and by the globs ``statistic``, ``subject`` and
     ``endpoint`` (several globs may be joined with ``|``). Its condition, per result:
     ``status``: the result's status matches ``status`` (how the drift monitors say a column
-    drifted, after their multiple-testing correction); ``above`` / ``below``: the result's
+    drifted, after their multiple-testing correction; ``clear_status`` says it cleared);
+    ``above`` / ``below``: the result's
     ``field`` (value or p_value) is above / below ``threshold`` or, without one, the result's
     own threshold moved by the relative ``margin`` (e.g. realised accuracy below the version's
     validation accuracy by 5 %: ``below``, margin 0.05).
@@ -93,6 +94,9 @@ class AlertRule(BaseModel):
     margin: float = Field(0.0, ge=0)
     status: str = "drift"
     """With comparison "status": the result statuses (globs joined by |) that hold."""
+    clear_status: str = "ok|no_drift|none"
+    """With comparison "status": the statuses that say the condition cleared; any other
+    (not_computed, missing_in_current, ...) is judged like not enough data."""
     min_samples: int = Field(0, ge=0)
     for_seconds: float = Field(0.0, ge=0)
     cooldown_seconds: float = Field(0.0, ge=0)

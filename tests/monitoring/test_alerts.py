@@ -226,3 +226,43 @@ def test_changes_the_lifecycle_forbids_are_refused(store: MetadataStore) -> None
         alerts.ack(alert.id)
     with pytest.raises(AlertNotFound, match="no alert with id 'al_nope'"):
         alerts.ack("al_nope")
+
+
+def built_in(name: str) -> AlertRule:
+    return next(rule for rule in DEFAULT_RULES if rule.name == name)
+
+
+def test_the_window_verdict_row_is_not_alerted_as_a_column(store: MetadataStore) -> None:
+    put_result(store, start=T0, subject="", statistic="verdict", p_value=None)
+    put_result(store, start=T0, subject="age")
+
+    fired = evaluator(store, built_in("drift")).evaluate().fired
+
+    assert [alert.subject for alert in fired] == ["age"]
+
+
+def test_a_column_that_was_not_compared_neither_fires_nor_resolves(store: MetadataStore) -> None:
+    put_result(store, start=T0)
+    [alert] = evaluator(store, built_in("drift")).evaluate().fired
+    put_result(store, start=T0 + HOUR, status="missing_in_current", value=None, p_value=None)
+    put_result(store, start=T0 + 2 * HOUR, status="not_computed", value=None, p_value=None)
+
+    outcome = evaluator(store, built_in("drift")).evaluate()
+
+    assert (outcome.fired, outcome.resolved) == ([], [])
+    assert evaluator(store).alerts.get(alert.id).state == FIRING
+
+
+def test_concept_drift_fires_on_its_finding_and_clears_when_there_is_none(
+    store: MetadataStore,
+) -> None:
+    rule = built_in("concept_drift")
+    fields = {"monitor": "concept_drift", "subject": "accuracy", "statistic": "accuracy",
+              "threshold": 0.9, "model_version": 2}  # fmt: skip
+    put_result(store, start=T0, value=0.7, p_value=0.001, status="concept_drift", **fields)
+    [alert] = evaluator(store, rule).evaluate().fired
+    put_result(store, start=T0 + HOUR, value=0.88, p_value=0.4, status="none", **fields)
+
+    [resolved] = evaluator(store, rule).evaluate().resolved
+
+    assert (alert.subject, resolved.id) == ("accuracy@v2", alert.id)

@@ -43,16 +43,18 @@ _BURN = "{endpoint}: {subject} SLO error budget burning {value}x too fast ({stat
 _PERFORMANCE = "{endpoint}: realised {statistic} {value} is >5% %s validation"
 
 DEFAULT_RULES: tuple[AlertRule, ...] = (
-    _data_rule("drift", "drift", status="drift",
+    # subject "?*": every column, not the window's verdict row (subject "")
+    _data_rule("drift", "drift", status="drift", subject="?*",
                summary="{endpoint}: column {subject} drifted ({statistic} = {value})"),
-    _data_rule("prediction_drift", "prediction_drift", status="drift",
+    _data_rule("prediction_drift", "prediction_drift", status="drift", subject="?*",
                summary="{endpoint}: predictions drifted ({statistic} = {value})"),
     _data_rule("performance_below_validation", "performance", comparison="below", margin=0.05,
                statistic="accuracy|precision|recall|f1|roc_auc|r2",
                summary=_PERFORMANCE.replace("%s", "below")),
     _data_rule("performance_above_validation", "performance", comparison="above", margin=0.05,
                statistic="mae|rmse|log_loss", summary=_PERFORMANCE.replace("%s", "above")),
-    _data_rule("concept_drift", "concept_drift", status="drift|concept_drift",
+    _data_rule("concept_drift", "concept_drift", status="concept_drift",
+               clear_status="none|degradation|covariate_shift_with_degradation",
                summary="{endpoint}: concept drift ({subject} fell, inputs did not drift)"),
     AlertRule(name="slo_page", monitor="slo", statistic="page_*", comparison="above",
               min_samples=1, severity="page", summary=_BURN),
@@ -107,7 +109,9 @@ def holds(rule: AlertRule, result: Mapping[str, Any]) -> bool | None:
     """The rule's condition on one result; None when it cannot be judged (no value, no
     threshold), which counts like not enough data."""
     if rule.comparison == "status":
-        return globs_match(rule.status, result["status"])
+        if globs_match(rule.status, result["status"]):
+            return True
+        return False if globs_match(rule.clear_status, result["status"]) else None
     observed = result[rule.field]
     limit = bound(rule, result)
     if observed is None or limit is None or not math.isfinite(observed):

@@ -74,7 +74,7 @@ def _matchers(*fixed: str, **globs: str) -> str:
     """A label selector body: the ``fixed`` matchers, then one per glob that is not "*"."""
     found = list(fixed)
     for label, pattern in globs.items():
-        if pattern.strip() == "*":
+        if pattern.strip() in ("*", "?*"):  # a gauge's label is never empty: "?*" is "*"
             continue
         regex = glob_regex(pattern)
         found.append(
