@@ -123,13 +123,15 @@ def test_drift_and_performance_rules_read_only_the_monitoring_gauges() -> None:
     monitoring = _group(rules, "keel-monitoring")
 
     by_rule = {rule["labels"]["keel_rule"]: rule for rule in monitoring}
-    assert by_rule["drift"]["expr"] == "keel_monitor_drifted == 1"
+    assert by_rule["drift"]["expr"] == (
+        "(keel_monitor_drifted == 1) and on(endpoint) keel_monitor_window_rows >= 100"
+    )
     assert by_rule["psi-high"]["expr"] == (
         'keel_monitor_drift_score{column=~"age|inc.*",statistic="psi"} > 0.25'
     )
     assert by_rule["psi-high"]["for"] == "1h"
     assert "ignoring(kind)" in by_rule["performance_below_validation"]["expr"]
-    assert all(rule["expr"].startswith(MONITORING_GAUGES) for rule in monitoring)
+    assert all(rule["expr"].lstrip("(").startswith(MONITORING_GAUGES) for rule in monitoring)
     assert skipped == ["prediction_drift", "concept_drift"]
 
 
@@ -146,3 +148,29 @@ def test_a_latency_threshold_off_the_histogram_is_a_config_error() -> None:
     )
     with pytest.raises(ConfigError, match="100 and 200 ms"):
         prometheus_rules(settings)
+
+
+def test_a_drifted_column_alerts_in_promtool_only_in_a_window_with_enough_rows(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "rules.yml").write_text(prometheus_rules_yaml(SETTINGS))
+    [drift] = [r for r in _group(prometheus_rules(SETTINGS)[0], "keel-monitoring")
+               if r["labels"]["keel_rule"] == "drift"]  # fmt: skip
+    inputs = [
+        {"series": 'keel_monitor_drifted{endpoint="churn",column="age"}', "values": "1x30"},
+        {"series": 'keel_monitor_window_rows{endpoint="churn"}', "values": "500x30"},
+        {"series": 'keel_monitor_drifted{endpoint="tiny",column="age"}', "values": "1x30"},
+        {"series": 'keel_monitor_window_rows{endpoint="tiny"}', "values": "50x30"},
+    ]
+    expected = {"exp_labels": {**drift["labels"], "endpoint": "churn", "column": "age"},
+                "exp_annotations": drift["annotations"]}  # fmt: skip
+    unit = {"rule_files": ["rules.yml"], "evaluation_interval": "1m", "tests": [{
+        "interval": "1m", "input_series": inputs,
+        "alert_rule_test": [{"eval_time": "10m", "alertname": "KeelDrift",
+                             "exp_alerts": [expected]}],
+    }]}  # fmt: skip
+    (tmp_path / "test.yml").write_text(yaml.safe_dump(unit, sort_keys=False))
+
+    tested = run("test", "rules", "test.yml", cwd=tmp_path)
+
+    assert tested.returncode == 0, tested.stdout + tested.stderr

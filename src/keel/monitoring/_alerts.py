@@ -46,7 +46,7 @@ from keel.monitoring._alert_store import (
     record_event,
 )
 from keel.registry._rows import audit
-from keel.store import MetadataStore, upsert
+from keel.store import MetadataStore, insert_ignore
 from keel.store import _tables as t
 
 Result = Mapping[str, Any]
@@ -243,13 +243,13 @@ def _streak_start(windows: list[_Window]) -> float:
 def _rule_state(
     connection: Connection, key: str, rule: str, endpoint: str, subject: str
 ) -> dict[str, Any]:
+    """The fingerprint's state row, created if new and locked until the transaction ends, so
+    two evaluators running at once (PostgreSQL) judge one fingerprint one after the other."""
     table = t.alert_rule_state
-    row = connection.execute(sa.select(table).where(table.c.fingerprint == key)).mappings().first()
-    if row is not None:
-        return dict(row)
     values = {"fingerprint": key, "rule": rule, "endpoint": endpoint, "subject": subject}
-    upsert(connection, table, [values], update=["rule"])
-    return {**values, "pending_since": None, "last_fired_at": None, "last_resolved_at": None}
+    insert_ignore(connection, table, [values])
+    query = sa.select(table).where(table.c.fingerprint == key).with_for_update()
+    return dict(connection.execute(query).mappings().one())
 
 
 def _set_pending(connection: Connection, key: str, since: float | None) -> None:

@@ -22,10 +22,11 @@ dashboard; these names and labels must not change without changing both):
   (after the multiple-testing correction), else 0; not exported for windows with too few rows;
 - ``keel_monitor_performance{endpoint,model_version,metric,kind}`` - kind ``realised`` or
   ``estimated``, and ``validation`` for the version's validation value the built-in
-  performance rules compare against.
+  performance rules compare against;
+- ``keel_monitor_window_rows{endpoint}`` - rows of the latest window (a rule's
+  ``min_samples`` becomes ``and on(endpoint) keel_monitor_window_rows >= N``).
 
-What Prometheus cannot say the same way: ``min_samples`` (the exporter leaves out windows
-with too few rows), ``cooldown_seconds`` (Alertmanager's ``repeat_interval`` plays that part),
+What Prometheus cannot say the same way: ``cooldown_seconds`` (Alertmanager's ``repeat_interval`` plays that part),
 and rules over monitors without a gauge (prediction drift, concept drift): those are listed in
 the file's header comment and stay with keel's evaluator.
 """
@@ -46,7 +47,8 @@ DRIFT_SCORE = "keel_monitor_drift_score"
 DRIFT_P_VALUE = "keel_monitor_drift_p_value"
 DRIFTED = "keel_monitor_drifted"
 PERFORMANCE = "keel_monitor_performance"
-MONITORING_GAUGES = (DRIFT_SCORE, DRIFT_P_VALUE, DRIFTED, PERFORMANCE)
+WINDOW_ROWS = "keel_monitor_window_rows"
+MONITORING_GAUGES = (DRIFT_SCORE, DRIFT_P_VALUE, DRIFTED, PERFORMANCE, WINDOW_ROWS)
 ERRORS_RATIO = "keel:slo_errors:ratio_rate"
 SLOW_RATIO = "keel:slo_slow:ratio_rate"
 _UNITS = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
@@ -159,6 +161,8 @@ def _monitor_rule(rule: AlertRule) -> dict[str, Any] | None:
             expr = f"{realised} {op} ignoring(kind) ({validation} * {factor:g})"
     else:
         return None
+    if rule.min_samples:
+        expr = f"({expr}) and on(endpoint) {WINDOW_ROWS} >= {rule.min_samples}"
     words = re.split(r"[^A-Za-z0-9]+", rule.name)
     out: dict[str, Any] = {"alert": "Keel" + "".join(w.capitalize() for w in words), "expr": expr}
     if rule.for_seconds:
