@@ -120,21 +120,5 @@ def _estimates(
 
 
 def _rows(window: LogWindow, rows: Iterable[Mapping[str, Any]]) -> list[MonitorResult]:
-    return [
-        MonitorResult(
-            endpoint=window.endpoint,
-            window_start=window.start,
-            window_end=window.end,
-            monitor=row["monitor"],
-            subject=row["subject"],
-            statistic=row["statistic"],
-            status=row["status"],
-            rows=int(row["rows"]),
-            value=row["value"],
-            p_value=row.get("p_value"),
-            threshold=row.get("threshold"),
-            model_version=int(row.get("model_version") or 0),
-            details=row.get("details") or {},
-        )
-        for row in rows
-    ]
+    where = {"endpoint": window.endpoint, "window_start": window.start, "window_end": window.end}
+    return [MonitorResult.from_row({**row, **where}) for row in rows]

@@ -44,6 +44,25 @@ class MonitorResult:
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "details": dict(self.details)}
 
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> MonitorResult:
+        """A result from a ``monitor_results`` row (or a dict shaped like one)."""
+        return cls(
+            endpoint=row["endpoint"],
+            window_start=row["window_start"],
+            window_end=row["window_end"],
+            monitor=row["monitor"],
+            subject=row["subject"],
+            statistic=row["statistic"],
+            status=row["status"],
+            rows=int(row["rows"]),
+            value=row.get("value"),
+            p_value=row.get("p_value"),
+            threshold=row.get("threshold"),
+            model_version=int(row.get("model_version") or 0),
+            details=row.get("details") or {},
+        )
+
 
 def result_maker(
     endpoint: str, start: float, end: float, monitor: str
@@ -192,24 +211,7 @@ class ResultStore:
             query = query.where(r.c.window_end <= until)
         with self.store.read() as connection:
             rows = connection.execute(query).mappings().all()
-        return [
-            MonitorResult(
-                endpoint=row["endpoint"],
-                window_start=row["window_start"],
-                window_end=row["window_end"],
-                monitor=row["monitor"],
-                subject=row["subject"],
-                statistic=row["statistic"],
-                status=row["status"],
-                rows=int(row["rows"]),
-                value=row["value"],
-                p_value=row["p_value"],
-                threshold=row["threshold"],
-                model_version=int(row["model_version"]),
-                details=row["details"] or {},
-            )
-            for row in rows
-        ]
+        return [MonitorResult.from_row(dict(row)) for row in rows]
 
     def frame(self, endpoint: str | None = None, **filters: Any) -> pd.DataFrame:
         """:meth:`query` as a DataFrame (one row per result; ``details`` as dicts)."""
