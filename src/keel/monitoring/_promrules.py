@@ -26,9 +26,10 @@ dashboard; these names and labels must not change without changing both):
 - ``keel_monitor_window_rows{endpoint}`` - rows of the latest window (a rule's
   ``min_samples`` becomes ``and on(endpoint) keel_monitor_window_rows >= N``).
 
-What Prometheus cannot say the same way: ``cooldown_seconds`` (Alertmanager's ``repeat_interval`` plays that part),
-and rules over monitors without a gauge (prediction drift, concept drift): those are listed in
-the file's header comment and stay with keel's evaluator.
+What Prometheus cannot say the same way: ``cooldown_seconds`` (Alertmanager's
+``repeat_interval`` plays that part), and rules over monitors without a gauge (prediction
+drift, concept drift): those are listed in the file's header comment and stay with keel's
+evaluator.
 """
 
 from __future__ import annotations
