@@ -29,7 +29,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from scipy import stats  # type: ignore[import-untyped]
+from scipy import stats
 
 from keel.errors import MonitoringError
 from keel.monitoring._perf_results import PerformanceReport, finite

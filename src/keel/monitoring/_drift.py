@@ -21,7 +21,7 @@ from typing import Any, Final
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from scipy import stats as _scipy_stats  # type: ignore[import-untyped]
+from scipy import stats as _scipy_stats
 
 from keel.data._profile import Profile
 from keel.data._schema import DType, infer_dtype

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 import numpy as np
-from scipy import stats as _scipy_stats  # type: ignore[import-untyped]
+from scipy import stats as _scipy_stats
 
 Counts = np.ndarray[Any, np.dtype[Any]]
 Kind = Literal["p_value", "threshold"]
