@@ -26,6 +26,7 @@ It imports nothing but pydantic, so reading settings never loads the monitoring 
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -184,10 +185,28 @@ class SLOSettings(BaseModel):
 
 
 class MonitoringSettings(BaseModel):
-    """Alerts, their sinks and actions, and service-level objectives."""
+    """Windows and their statistics; alerts, their sinks and actions; service-level
+    objectives."""
 
     model_config = ConfigDict(extra="forbid")
 
+    window: str = "1h"
+    """Tumbling windows of this duration (90s, 30m, 1h, 1d), unless window_rows is set."""
+    window_rows: int | None = Field(None, ge=1)
+    """Windows of this many answers instead of a duration."""
+    lateness_seconds: float = Field(60.0, ge=0)
+    """A time window is computed once this long has passed since its end."""
+    min_rows: int = Field(1000, ge=1)
+    """Windows with fewer rows are "not enough data" for drift: neither drift nor no drift."""
+    correction: Literal["bh", "bonferroni", "none"] = "bh"
+    """Multiple-testing correction over a window's p-values (Benjamini-Hochberg by default)."""
+    alpha: float = Field(0.05, gt=0, lt=1)
+    label_name: str = "label"
+    """The feedback name that carries ground-truth labels (unnamed feedback counts too)."""
+    min_labels: int = Field(100, ge=1)
+    """Labelled rows needed before realised performance is judged."""
+    label_horizon_days: float = Field(7.0, ge=0)
+    """How long after a window ends its performance is recomputed as labels arrive."""
     default_rules: bool = True
     """Evaluate the built-in rules (a rule in `rules` with the same name replaces one)."""
     rules: tuple[AlertRule, ...] = ()
@@ -198,6 +217,12 @@ class MonitoringSettings(BaseModel):
     """/metrics URLs of the servers whose counters SLOs are computed from."""
     notify_deadline_seconds: float = Field(20.0, gt=0)
     """The longest an evaluation waits for its notifications (slow sinks finish later)."""
+
+    @field_validator("window")
+    @classmethod
+    def _a_duration(cls, value: str) -> str:
+        parse_duration(value)
+        return value
 
     @field_validator("rules")
     @classmethod
@@ -216,3 +241,17 @@ class MonitoringSettings(BaseModel):
         if repeated:
             raise ValueError(f"one SLO entry per endpoint: {', '.join(repeated)} repeated")
         return value
+
+
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86_400.0}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in ``90s``, ``30m``, ``1h``, ``1.5d`` or a plain number of seconds; ValueError
+    (with what to write instead) for anything else."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text)
+    if match is None or float(match[1]) <= 0:
+        raise ValueError(
+            f"'{text}' is not a duration: give a positive number with s, m, h or d (90s, 1h)"
+        )
+    return float(match[1]) * _UNITS[match[2] or "s"]

@@ -445,6 +445,20 @@ pii_mode = "tokenize"
 # tls_ca_certs = "tls/clients-ca.pem"
 
 [monitoring]
+# Windows of each endpoint's prediction log (`keel monitor run | watch`): tumbling, of a
+# duration ("90s", "30m", "1h", "1d") or of window_rows answers, computed once lateness_seconds
+# have passed since their end. Smaller windows than min_rows are "not enough data".
+window = "1h"
+# window_rows = 10000
+lateness_seconds = 60.0
+min_rows = 1000
+correction = "bh"               # bh (Benjamini-Hochberg) | bonferroni | none
+alpha = 0.05
+# Ground truth: feedback named label_name (or unnamed); performance is judged from min_labels
+# labelled rows, and recomputed for label_horizon_days after a window ends as labels arrive.
+label_name = "label"
+min_labels = 100
+label_horizon_days = 7.0
 # Built-in alert rules (drift, prediction_drift, performance_below_validation,
 # performance_above_validation, concept_drift, slo_page, slo_ticket); a [[monitoring.rules]]
 # entry with the same name replaces one, `enabled = false` turns it off.

@@ -443,7 +443,7 @@ class ApiKeyNotFound(ApiKeyError, NotFoundError):
 
 
 class MonitoringError(KeelError):
-    """A drift or monitoring call that cannot work: an unknown statistic or correction, α
+    """A drift or monitoring call that cannot work: an unknown statistic or correction, alpha
     outside (0, 1), a column that neither side has. The message says what to change."""
 
     def __init__(self, problem: str, *, fix: str) -> None:

@@ -75,7 +75,15 @@ def test_data_quality_and_performance_results_are_exported_with_their_kind() -> 
     gauges.update(
         [
             result("data_quality", "income", "null_rate", "alert", value=0.3, threshold=0.06),
-            result("performance", "accuracy", "accuracy", "ok", value=0.91, model_version=3),
+            result(
+                "performance",
+                "accuracy",
+                "accuracy",
+                "ok",
+                value=0.91,
+                threshold=0.95,
+                model_version=3,
+            ),
             result(
                 "estimated_performance", "accuracy", "accuracy", "ok", value=0.9, model_version=3
             ),
@@ -88,4 +96,5 @@ def test_data_quality_and_performance_results_are_exported_with_their_kind() -> 
     version = (("endpoint", "churn"), ("metric", "accuracy"), ("model_version", "3"))
     realised = ("keel_monitor_performance", (version[0], ("kind", "realised"), *version[1:]))
     estimated = ("keel_monitor_performance", (version[0], ("kind", "estimated"), *version[1:]))
-    assert (found[realised], found[estimated]) == (0.91, 0.9)
+    validation = ("keel_monitor_performance", (version[0], ("kind", "validation"), *version[1:]))
+    assert (found[realised], found[estimated], found[validation]) == (0.91, 0.9, 0.95)

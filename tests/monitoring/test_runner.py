@@ -48,12 +48,15 @@ def endpoint(workspace: Workspace) -> str:
     return "churn"
 
 
-def write_traffic(workspace: Workspace, hours: list[pd.DataFrame]) -> None:
-    """Each frame's rows answered by the endpoint's model, spread over one hour each."""
+def write_traffic(workspace: Workspace, hours: list[pd.DataFrame], start: float = T0) -> None:
+    """Each frame's rows answered by the endpoint's model, spread over one hour each from
+    ``start``."""
     directory = workspace.settings.project_path(workspace.settings.serving.prediction_log_dir)
     model = workspace.registry.load("models:/churn/1")
     entries = []
     for hour, frame in enumerate(hours):
+        if frame.empty:  # an hour without traffic
+            continue
         step = HOUR / (len(frame) + 1)
         try:
             labels, scores = model.predict(frame), model.predict_proba(frame)
@@ -71,7 +74,7 @@ def write_traffic(workspace: Workspace, hours: list[pd.DataFrame]) -> None:
                     probabilities=None
                     if scores is None
                     else {"False": float(scores[n][0]), "True": float(scores[n][1])},
-                    time=int((T0 + hour * HOUR + (n + 1) * step) * 1e9),
+                    time=int((start + hour * HOUR + (n + 1) * step) * 1e9),
                 )
             )
     with PredictionLog(directory, fsync="never") as log:
@@ -121,6 +124,21 @@ def test_running_twice_computes_nothing_twice_unless_forced(
     assert runner.run(endpoint, now=T0 + 2 * HOUR) == []
     assert len(runner.run(endpoint, now=T0 + 2 * HOUR, force=True)) == 1
     assert len(runner.results.query(endpoint)) == stored
+
+
+def test_a_gap_in_traffic_is_one_empty_window_not_one_per_hour_of_it(
+    workspace: Workspace, endpoint: str
+) -> None:
+    silence = [training_frame(0)] * 98
+    write_traffic(workspace, [training_frame(1_000, seed=1), *silence, training_frame(1_000, 2)])
+    runner = MonitorRunner(workspace, windows=Windows(seconds=HOUR))
+    outcomes = runner.run(endpoint, now=T0 + 200 * HOUR)
+    assert [((o.start - T0) / HOUR, o.status) for o in outcomes] == [
+        (0, "computed"),
+        (1, "empty"),
+        (99, "computed"),
+        (100, "empty"),
+    ]
 
 
 def test_row_windows_hold_their_row_count(workspace: Workspace, endpoint: str) -> None:

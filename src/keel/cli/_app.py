@@ -18,6 +18,7 @@ from keel.cli import (
     _log,
     _models,
     _monitor,
+    _monitor_run,
     _project,
     _runs,
     _serve,
@@ -92,7 +93,9 @@ def build_app() -> typer.Typer:
     app.add_typer(_endpoints.build(), name="endpoints")
     app.add_typer(_keys.build(), name="keys")
     app.add_typer(_alerts.build(), name="alerts")
-    app.add_typer(_monitor.build(), name="monitor")
+    monitor = _monitor.build()
+    _monitor_run.add_commands(monitor)
+    app.add_typer(monitor, name="monitor")
     app.command("serve")(_serve.serve)
     return app
 

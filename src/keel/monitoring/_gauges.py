@@ -8,7 +8,8 @@ The names are a contract with the generated alerting rules and Grafana dashboard
     keel_monitor_drifted{endpoint, column}                      1 when the column's verdict is drift
     keel_monitor_data_quality{endpoint, column, check}          null_rate, invalid, unseen, volume
     keel_monitor_data_quality_alert{endpoint, column, check}    1 when the check is an alert
-    keel_monitor_performance{endpoint, model_version, metric, kind}   realised or estimated
+    keel_monitor_performance{endpoint, model_version, metric, kind}   realised, estimated or
+                                                                      validation
     keel_monitor_window_rows{endpoint}                          rows of the latest window
     keel_monitor_window_end_timestamp_seconds{endpoint}         end of the latest window
 
@@ -99,7 +100,10 @@ class MonitorGauges:
             self.quality_alert.labels(r.endpoint, r.subject, r.statistic).set(alert)
             return
         kind = _PERFORMANCE_MONITORS.get(r.monitor)
-        if kind is not None and r.value is not None:
-            self.performance.labels(r.endpoint, str(r.model_version), r.statistic, kind).set(
-                r.value
-            )
+        if kind is None:
+            return
+        version = str(r.model_version)
+        if r.value is not None:
+            self.performance.labels(r.endpoint, version, r.statistic, kind).set(r.value)
+        if r.threshold is not None:  # the version's validation value, what rules compare with
+            self.performance.labels(r.endpoint, version, r.statistic, "validation").set(r.threshold)

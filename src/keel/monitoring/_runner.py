@@ -9,9 +9,10 @@
 process cuts the same windows) or by row count (``rows``: consecutive runs of that many answers,
 cut only between two distinct timestamps so the rows of one request never straddle windows). A
 time window is complete once ``lateness_seconds`` have passed since its end (entries appended
-late still land in it); a row window once it holds its rows. Only complete windows are
-computed, and a window already in ``monitor_windows`` is skipped unless ``force``: running
-twice stores nothing twice.
+late still land in it); a row window once it holds its rows. Time windows are those holding
+answers plus the one after each (empty: the sign of an outage), never every window of a gap.
+Only complete windows are computed, and a window already in ``monitor_windows`` is skipped
+unless ``force``: running twice stores nothing twice.
 
 **Per window**: input drift against the reference (:func:`keel.monitoring.drift`), data
 quality (:mod:`._quality`), prediction drift against the model's answers on its validation data
@@ -31,7 +32,6 @@ keeps only their tokens, never comparable with clear reference values).
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -255,18 +255,29 @@ class MonitorRunner:
         )
 
     def _windows(self, name: str, current: float) -> Iterator[tuple[float, float]]:
-        span = log_time_range(self.reader, name)
-        if span is None:
-            return
-        first, last = span
         if self.windows.seconds is not None:
-            size = self.windows.seconds
-            start = math.floor(first / size) * size
-            while start + size + self.windows.lateness_seconds <= current:
-                yield start, start + size
-                start += size
+            yield from self._time_windows(name, current, self.windows.seconds)
             return
-        yield from self._row_windows(name, first, last)
+        span = log_time_range(self.reader, name)
+        if span is not None:
+            yield from self._row_windows(name, *span)
+
+    def _time_windows(
+        self, name: str, current: float, size: float
+    ) -> Iterator[tuple[float, float]]:
+        # The windows holding answers, and the one after each (an empty window after traffic
+        # is what shows an outage), not every window of a gap: months of silence would
+        # otherwise be thousands of empty windows to compute.
+        found = self.reader.query(
+            "SELECT DISTINCT CAST(floor(epoch_ns(time) / 1e9 / ?) AS BIGINT) AS k "
+            "FROM predictions WHERE endpoint = ? AND NOT coalesce(shadow, false)",
+            [size, name],
+        ).column("k").to_pylist()  # fmt: skip
+        indices = sorted({k for index in found for k in (index, index + 1)})
+        for index in indices:
+            start = index * size
+            if start + size + self.windows.lateness_seconds <= current:
+                yield start, start + size
 
     def _row_windows(self, name: str, first: float, last: float) -> Iterator[tuple[float, float]]:
         assert self.windows.rows is not None
