@@ -167,8 +167,9 @@ def gather_report(
     span_seconds: float = DEFAULT_DAYS * 86_400.0,
     now: float,
 ) -> ReportData:
-    """What the report of ``endpoint`` shows for windows ending in [``since``, ``until``]
-    (default: the ``span_seconds`` up to its last computed window); ``now`` stamps the report.
+    """What the report of ``endpoint`` shows for windows ending in (``since``, ``until``]
+    (default: the ``span_seconds`` up to its last computed window, so ``--last 3h`` of hourly
+    windows is three of them); ``now`` stamps the report.
     An endpoint that neither exists nor has results is an error (a typo, most likely)."""
     results = ResultStore(workspace.store)
     last = _last_window_end(workspace, endpoint)
@@ -179,7 +180,7 @@ def gather_report(
         until = last or now
     if since is None:
         since = until - span_seconds
-    found = results.query(endpoint, since=since, until=until)
+    found = [r for r in results.query(endpoint, since=since, until=until) if r.window_end > since]
     by_monitor: dict[str, list[MonitorResult]] = defaultdict(list)
     for result in found:
         by_monitor[result.monitor].append(result)
