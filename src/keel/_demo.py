@@ -152,7 +152,8 @@ def _train(
         run.set_tag("model_family", kind)
         run.log_input(split.snapshot, name="measurements")
         run.log_input(split.train.assign(**{TARGET: split.y_train}), name="train")
-        run.log_input(split.valid.assign(**{TARGET: split.y_valid}), name="validation")
+        # A snapshot, so monitoring can compare live predictions with the model's on it.
+        run.log_input(split.validation_snapshot, name="validation")
         model = fit(run, split)
         metrics = _validation_metrics(model, split)
         run.log_metrics(metrics)

@@ -25,6 +25,7 @@ from keel._workspace import Workspace
 from keel.data import Field, Schema, Snapshot, validate
 
 SNAPSHOT_NAME = "breast-cancer-measurements"
+VALIDATION_SNAPSHOT_NAME = "breast-cancer-validation"
 VIEW = "tumor"
 TARGET = "malignant"
 #: what the model is trained on: every view feature and one on-demand feature
@@ -44,6 +45,8 @@ class DemoData:
     y_train: pd.Series[Any]
     y_valid: pd.Series[Any]
     snapshot: Snapshot
+    validation_snapshot: Snapshot
+    """The validation rows with their diagnoses, as a snapshot."""
     quarantined: int
     quarantine_path: Path | None
     features: list[str]
@@ -176,12 +179,17 @@ def prepare(workspace: Workspace, report: Report, *, seed: int) -> DemoData:
     order = rng.permutation(len(frame))
     cut = int(len(frame) * 0.75)
     train, valid = order[:cut], order[cut:]
+    validation = workspace.snapshots.create(
+        inputs.iloc[valid].assign(**{TARGET: target.iloc[valid].to_numpy()}),
+        VALIDATION_SNAPSHOT_NAME,
+    )
     return DemoData(
         train=inputs.iloc[train],
         valid=inputs.iloc[valid],
         y_train=target.iloc[train],
         y_valid=target.iloc[valid],
         snapshot=snapshot,
+        validation_snapshot=validation,
         quarantined=checked.report.invalid_count,
         quarantine_path=checked.quarantine_path,
         features=FEATURES,

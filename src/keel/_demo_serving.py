@@ -25,6 +25,7 @@ from typing import Any
 from keel._demo import MODEL_NAME
 from keel._demo_data import TARGET, Report, diagnoses
 from keel._demo_http import post_json
+from keel._demo_monitoring import Monitored, show_monitoring
 from keel._demo_resilience import Resilience, show_resilience
 from keel._demo_server import DemoServer
 from keel._workspace import Workspace
@@ -74,6 +75,8 @@ class ServedDemo:
     """The single patient's request record (its id): the body of the curl commands."""
     resilience: Resilience
     """What the canary, shadow and fallback steps saw (see :mod:`keel._demo_resilience`)."""
+    monitoring: Monitored
+    """The drift windows and alerts of the shifted traffic (see :mod:`keel._demo_monitoring`)."""
 
 
 @contextmanager
@@ -92,6 +95,7 @@ def serve_demo(
         report(f"started `keel serve` (pid {server.pid}) at {server.url}, log {server.log_path}")
         calls, example = call_endpoint(workspace, server.url, report)
         resilience = show_resilience(workspace, server.url, report)
+        monitoring = show_monitoring(workspace, server.url, report)
         if not keep_running:
             server.stop()
             compacted = Compactor(log_dir).run_once()
@@ -100,7 +104,7 @@ def serve_demo(
                 f"segment(s) into Parquet under {log_dir}"
             )
         rows = logged_predictions(LogReader(log_dir), [call.prediction_id for call in calls])
-        yield ServedDemo(revision, server, tuple(calls), rows, example, resilience)
+        yield ServedDemo(revision, server, tuple(calls), rows, example, resilience, monitoring)
 
 
 def deploy_champion(workspace: Workspace, report: Report) -> Revision:

@@ -288,3 +288,21 @@ def test_demo_shows_a_sticky_canary_a_shadow_and_a_fallback_taking_over(demo: De
             .to_pylist()
         )
     assert logged[0]["n"] >= 40
+
+
+def test_demo_shows_shifted_traffic_detected_as_drift_and_alerted(demo: DemoRuns) -> None:
+    for result in (demo.first, demo.second):
+        verdicts = re.findall(r"^• monitor window of 300 answers: (\w+)", result.stdout, re.M)
+        assert verdicts == ["no_drift", "drift"]  # the first hospital, then the second
+    [fired] = re.findall(r"^• the alert rules fired (\d+) alert", demo.first.stdout, re.M)
+    keel = Keel(CliRunner(), demo.project)
+    alerts = keel.json("alerts", "list", "--state", "firing")
+    assert len(alerts) == int(fired)
+    drifted = {alert["subject"] for alert in alerts if alert["rule"] == "drift"}
+    sizes = {f"{kind}_{size}" for kind in ("mean", "worst") for size in ("radius", "area")}
+    assert drifted >= sizes  # what the second hospital's scanner changed
+    assert all(any(s in c for s in ("radius", "perimeter", "area")) for c in drifted)
+    assert any(alert["rule"] == "prediction_drift" for alert in alerts)
+    evidence = next(a for a in alerts if a["subject"] == "mean_radius")["evidence"]
+    assert evidence["statistic"] == "ks"
+    assert evidence["top_drifting_columns"]

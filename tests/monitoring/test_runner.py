@@ -95,6 +95,11 @@ def test_each_complete_hour_is_one_window_and_a_shifted_one_is_flagged(
         (2 * HOUR, 500, "not_enough_data"),
     ]
     assert outcomes[1].drifted_columns == ("age",)
+    drifted_rows = runner.results.query(endpoint, monitor="drift", since=T0 + 2 * HOUR)
+    # one "drift" row per drifted column: the deciding statistic's (others only flag)
+    assert [(r.subject, r.statistic) for r in drifted_rows if r.status == "drift"][1:] == [
+        ("age", "ks")
+    ]
     ks = runner.results.query(endpoint, monitor="drift", subject="age", statistic="ks")
     assert [r.status for r in ks] == ["ok", "drift"]
     assert (ks[1].p_value or 1.0) < 0.001

@@ -317,6 +317,7 @@ def top_drifting_columns(
             table.c.window_end == end,
             table.c.monitor == "drift",
             table.c.status == "drift",
+            table.c.subject != "",  # the window's own verdict row is not a column
         )
     ).mappings()
     best: dict[str, Mapping[str, Any]] = {}

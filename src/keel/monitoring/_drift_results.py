@@ -1,10 +1,13 @@
 """A drift report as stored results: one per column and statistic, and the window's verdict.
 
-A statistic's ``status`` is ``drift`` or ``ok`` by its own flag (its corrected p-value against
-alpha, or its value against its threshold), ``not_computed`` when it could not be computed, or
-the column's status when the column was not compared (``not_enough_data``,
-``missing_in_current``...). ``p_value`` is the corrected p-value; the raw one is in
-``details``, with ``default`` telling the statistic that decides the column's verdict.
+A statistic's ``status`` follows its own flag (its corrected p-value against alpha, or its value
+against its threshold): ``drift`` when it is the column's deciding statistic and flags it,
+``flagged`` when another statistic does (evidence, not a verdict: the PSI of a small window
+flags more often than its KS), ``ok`` when it does not; ``not_computed`` when it could not be
+computed, or the column's status when the column was not compared (``not_enough_data``,
+``missing_in_current``...). So ``status = 'drift'`` rows are exactly the drifted columns.
+``p_value`` is the corrected p-value; the raw one is in ``details``, with ``default`` telling
+the statistic that decides the column's verdict.
 """
 
 from __future__ import annotations
@@ -52,14 +55,17 @@ def drift_results(
                 )
             )
         for statistic in column.statistics:
+            deciding = statistic.name == column.default_statistic
             status = (
                 column.status
                 if column.status != "ok"
                 else "not_computed"
                 if statistic.drifted is None
-                else "drift"
-                if statistic.drifted
                 else "ok"
+                if not statistic.drifted
+                else "drift"
+                if deciding
+                else "flagged"
             )
             adjusted = statistic.adjusted_p_value
             found.append(
