@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from keel.monitoring._alert_store import Alert
+from keel.monitoring._report_bins import Distribution
 from keel.monitoring._report_data import (
     ColumnSeries,
-    Distribution,
     PerformancePoint,
     PerformanceSeries,
     ReportData,
@@ -52,6 +52,9 @@ def full_report(endpoint: str = "churn", column: str = "age") -> ReportData:
     slo = MonitorResult(endpoint, ENDS[0], ENDS[-1], "slo", "availability", "budget_remaining",
                         "ok", 10_000, value=0.62, threshold=0.0,
                         details={"target": 0.999})  # fmt: skip
+    concept = MonitorResult(endpoint, ENDS[-2], ENDS[-1], "concept_drift", "accuracy",
+                            "accuracy", "concept_drift", 400, value=0.8, threshold=0.91,
+                            model_version=3, details={"note": None})  # fmt: skip
     return ReportData(
         endpoint=endpoint,
         model="churn v3",
@@ -99,6 +102,7 @@ def full_report(endpoint: str = "churn", column: str = "age") -> ReportData:
         predictions=(ColumnSeries("score", "ks", "p_value", 0.05, drifting),),
         prediction_verdicts=(WindowVerdict(ENDS[-1] - HOUR, ENDS[-1], 1000, "drift", ("score",)),),
         performance=(PerformanceSeries("accuracy", 3, metric, estimate),),
+        concept=(concept,),
         slo=(slo,),
         alerts=(_alert("firing", column, ENDS[-1]), _alert("resolved", "plan", ENDS[1])),
     )
@@ -110,5 +114,5 @@ def empty_report(endpoint: str = "churn") -> ReportData:
         endpoint=endpoint, model="churn v1", reference="", since=T0, until=T0 + 7 * 86_400,
         generated_at=T0 + 7 * 86_400, alpha=None, correction=None, windows=(), columns=(),
         distributions={}, quality=(), predictions=(), prediction_verdicts=(), performance=(),
-        slo=(), alerts=(),
+        concept=(), slo=(), alerts=(),
     )  # fmt: skip

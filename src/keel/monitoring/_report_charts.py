@@ -14,7 +14,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from keel.monitoring._report_data import ColumnSeries, Distribution, WindowVerdict
+from keel.monitoring._report_bins import Distribution
+from keel.monitoring._report_data import ColumnSeries, WindowVerdict
 
 REFERENCE, CURRENT = "#b6c2d1", "#2563eb"
 OK, DRIFT, MUTED, WARN = "#16a34a", "#dc2626", "#9ca3af", "#d97706"
@@ -29,6 +30,10 @@ STATUS_COLOURS = {
     "firing": DRIFT,
     "acknowledged": WARN,
     "resolved": OK,
+    "none": OK,  # a concept-drift check that found nothing
+    "concept_drift": DRIFT,
+    "covariate_shift_with_degradation": DRIFT,
+    "degradation": DRIFT,
 }
 _FONT = 'font-family="system-ui,sans-serif"'
 
@@ -78,17 +83,22 @@ def bars(dist: Distribution, width: int = 380, height: int = 150) -> str:
 
 
 def verdict_strip(windows: Sequence[WindowVerdict], width: int = 760, height: int = 22) -> str:
-    """One cell per window coloured by its verdict, oldest left."""
+    """One cell per window coloured by its verdict, oldest left, the first and last window's
+    start and end under it."""
     if not windows:
         return ""
     cell = width / len(windows)
-    parts = [
+    labels = [
+        _text(0, height + 12, when(windows[0].start)),
+        _text(width, height + 12, when(windows[-1].end), anchor="end"),
+    ]
+    parts = labels + [
         f'<rect x="{i * cell:.1f}" y="0" width="{max(cell - 1, 0.5):.1f}" height="{height}" '
         f'fill="{status_colour(w.status)}"><title>{esc(when(w.start))}\u2013{esc(when(w.end))}: '
         f"{esc(w.status)}, {w.rows} rows, {len(w.drifted_columns)} drifted</title></rect>"
         for i, w in enumerate(windows)
     ]
-    return _svg(width, height, parts, "window verdicts")
+    return _svg(width, height + 16, parts, "window verdicts")
 
 
 def heat_colour(value: float | None) -> str:

@@ -24,18 +24,16 @@ import math
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import numpy as np
 import sqlalchemy as sa
 
-from keel.data._profile import ColumnProfile
+from keel.data._profile import Profile
+from keel.data._snapshot import Snapshot
 from keel.errors import EndpointNotFound, KeelError
 from keel.monitoring._alert_store import Alert, AlertStore
-from keel.monitoring._log_window import SqlType, read_window
-from keel.monitoring._reference import category_key, kind_of
+from keel.monitoring._report_bins import Distribution, distributions
 from keel.monitoring._results import MonitorResult, ResultStore
-from keel.monitoring._runner import _sql_type
 from keel.serving._predlog import LogReader
 from keel.store import _tables as t
 
@@ -43,8 +41,6 @@ if TYPE_CHECKING:
     from keel._workspace import Workspace
 
 DEFAULT_DAYS = 7.0
-#: categories drawn per column; the rest are added up as "other"
-TOP_CATEGORIES = 8
 _ALERT_ORDER = {"firing": 0, "acknowledged": 1, "resolved": 2}
 
 
@@ -91,19 +87,6 @@ class ColumnSeries:
 
 
 @dataclass(frozen=True)
-class Distribution:
-    """Reference and current shares over the same ``labels`` (bins or categories)."""
-
-    column: str
-    kind: str
-    labels: tuple[str, ...]
-    reference: tuple[float, ...]
-    current: tuple[float, ...]
-    reference_rows: int
-    current_rows: int
-
-
-@dataclass(frozen=True)
 class PerformancePoint:
     """A metric of one model version in one window; ``low``/``high`` the band of an estimate,
     ``reference`` the version's validation value."""
@@ -146,6 +129,8 @@ class ReportData:
     predictions: tuple[ColumnSeries, ...]
     prediction_verdicts: tuple[WindowVerdict, ...]
     performance: tuple[PerformanceSeries, ...]
+    concept: tuple[MonitorResult, ...]
+    """The latest concept-drift finding of each model version and metric."""
     slo: tuple[MonitorResult, ...]
     alerts: tuple[Alert, ...]
 
@@ -190,7 +175,7 @@ def gather_report(
     snapshot = _snapshot(workspace, reference)
     latest = next((v for v in reversed(verdicts) if v.rows > 0), None)
     distributions = (
-        _distributions(workspace, endpoint, latest, snapshot.profile, [c.name for c in columns])
+        _latest_distributions(workspace, endpoint, latest, snapshot.profile, columns)
         if snapshot is not None and latest is not None
         else {}
     )
@@ -211,7 +196,8 @@ def gather_report(
         predictions=tuple(_sorted_by_severity(_series(by_monitor["prediction_drift"], alpha))),
         prediction_verdicts=tuple(_verdicts(by_monitor["prediction_drift"])),
         performance=tuple(_performance(by_monitor)),
-        slo=tuple(_latest_slo(by_monitor["slo"])),
+        concept=tuple(_latest(by_monitor["concept_drift"], version=True)),
+        slo=tuple(_latest(by_monitor["slo"])),
         alerts=tuple(_alerts(workspace, endpoint, since)),
     )
 
@@ -297,7 +283,7 @@ def _sorted_by_severity(series: list[ColumnSeries]) -> list[ColumnSeries]:
     return sorted(series, key=key)
 
 
-def _snapshot(workspace: Workspace, fingerprint: str) -> Any:
+def _snapshot(workspace: Workspace, fingerprint: str) -> Snapshot | None:
     if not fingerprint:
         return None
     try:
@@ -314,118 +300,17 @@ def _model(workspace: Workspace, endpoint: str) -> str | None:
     return f"{primary.name} v{primary.version}"
 
 
-def _distributions(
+def _latest_distributions(
     workspace: Workspace,
     endpoint: str,
     window: WindowVerdict,
-    profile: Any,
-    names: Sequence[str],
+    profile: Profile,
+    columns: Sequence[ColumnSeries],
 ) -> dict[str, Distribution]:
-    columns: dict[str, ColumnProfile] = {
-        name: profile[name] for name in names if name in profile and kind_of(profile[name].dtype)
-    }
-    types: dict[str, SqlType] = {name: _sql_type(c.dtype) for name, c in columns.items()}
     settings = workspace.settings
     reader = LogReader(settings.project_path(settings.serving.prediction_log_dir))
-    current = read_window(reader, endpoint, window.start, window.end, types).inputs
-    found = {}
-    for name, column in columns.items():
-        values = current.column(name).to_pylist()
-        shape = _numeric(column, values) if column.is_numeric else _categorical(column, values)
-        if shape is not None:
-            labels, reference, now_ = shape
-            found[name] = Distribution(
-                name,
-                "numeric" if column.is_numeric else "categorical",
-                labels,
-                _shares(reference),
-                _shares(now_),
-                sum(reference),
-                sum(now_),
-            )
-    return found
-
-
-Shape = tuple[tuple[str, ...], list[int], list[int]]
-
-
-def _numeric(column: ColumnProfile, values: list[Any]) -> Shape | None:
-    histogram = column.histogram
-    if histogram is None:
-        return None
-    present = np.asarray([v for v in values if v is not None], dtype="float64")
-    binned = histogram.bin(present)
-    edges = histogram.edges
-    labels = [
-        f"{_short(edges[i])}\u2013{_short(edges[i + 1])}" for i in range(len(histogram.counts))
-    ]
-    reference, current = list(histogram.counts), list(binned.counts)
-    # Values outside the reference's range are the first sign of a shift: their own bars.
-    if histogram.below or binned.below:
-        labels, reference, current = (
-            [f"< {_short(edges[0])}", *labels],
-            [histogram.below, *reference],
-            [binned.below, *current],
-        )
-    if histogram.above or binned.above:
-        labels.append(f"> {_short(edges[-1])}")
-        reference.append(histogram.above)
-        current.append(binned.above)
-    _add_nulls(labels, reference, current, column.nulls, len(values) - len(present))
-    return tuple(labels), reference, current
-
-
-def _categorical(column: ColumnProfile, values: list[Any]) -> Shape | None:
-    frequencies = column.frequencies
-    if frequencies is None:
-        return None
-    shown = [category_key(value) for value, _ in frequencies.top[:TOP_CATEGORIES]]
-    listed = {category_key(value) for value, _ in frequencies.top}
-    counted: dict[Any, int] = defaultdict(int)
-    nulls = other = unseen = 0
-    for value in values:
-        if value is None:
-            nulls += 1
-            continue
-        key = category_key(value)
-        if key in shown:
-            counted[key] += 1
-        elif key in listed or not frequencies.complete:
-            other += 1
-        else:
-            unseen += 1
-    labels = [str(value) for value in shown]
-    reference = [count for _, count in frequencies.top[:TOP_CATEGORIES]]
-    current = [counted[key] for key in shown]
-    reference_other = frequencies.other + sum(c for _, c in frequencies.top[TOP_CATEGORIES:])
-    if reference_other or other:
-        labels.append("(other)")
-        reference.append(reference_other)
-        current.append(other)
-    if unseen:
-        labels.append("(unseen)")
-        reference.append(0)
-        current.append(unseen)
-    _add_nulls(labels, reference, current, column.nulls, nulls)
-    return tuple(labels), reference, current
-
-
-def _add_nulls(
-    labels: list[str], reference: list[int], current: list[int], before: int, now_: int
-) -> None:
-    if before or now_:
-        labels.append("(null)")
-        reference.append(before)
-        current.append(now_)
-
-
-def _shares(counts: Sequence[int]) -> tuple[float, ...]:
-    total = sum(counts)
-    return tuple(count / total if total else 0.0 for count in counts)
-
-
-def _short(number: float) -> str:
-    return f"{number:.3g}"
+    names = [column.name for column in columns]
+    return distributions(reader, endpoint, window.start, window.end, profile, names)
 
 
 def _performance(by_monitor: dict[str, list[MonitorResult]]) -> list[PerformanceSeries]:
@@ -457,10 +342,11 @@ def _performance(by_monitor: dict[str, list[MonitorResult]]) -> list[Performance
     ]
 
 
-def _latest_slo(results: Sequence[MonitorResult]) -> list[MonitorResult]:
-    latest: dict[tuple[str, str], MonitorResult] = {}
-    for result in results:  # oldest first, so the last one kept is the newest
-        latest[(result.subject, result.statistic)] = result
+def _latest(results: Sequence[MonitorResult], *, version: bool = False) -> list[MonitorResult]:
+    """The newest result of each subject and statistic (and model version)."""
+    latest: dict[tuple[int, str, str], MonitorResult] = {}
+    for r in results:  # oldest first, so the last one kept is the newest
+        latest[(r.model_version if version else 0, r.subject, r.statistic)] = r
     return [latest[key] for key in sorted(latest)]
 
 
