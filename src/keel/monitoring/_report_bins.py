@@ -60,7 +60,7 @@ def distributions(
     found = {}
     for name, column in columns.items():
         values = current.column(name).to_pylist()
-        shape = _numeric(column, values) if column.is_numeric else _categorical(column, values)
+        shape = numeric_bins(column, values) if column.is_numeric else category_bins(column, values)
         if shape is not None:
             labels, reference, now_ = shape
             found[name] = Distribution(
@@ -78,7 +78,9 @@ def distributions(
 Shape = tuple[tuple[str, ...], list[int], list[int]]
 
 
-def _numeric(column: ColumnProfile, values: list[Any]) -> Shape | None:
+def numeric_bins(column: ColumnProfile, values: list[Any]) -> Shape | None:
+    """Labels, reference counts and current counts of ``values`` (None: null) over the
+    column's histogram bins; None when the profile has no histogram."""
     histogram = column.histogram
     if histogram is None:
         return None
@@ -104,7 +106,9 @@ def _numeric(column: ColumnProfile, values: list[Any]) -> Shape | None:
     return tuple(labels), reference, current
 
 
-def _categorical(column: ColumnProfile, values: list[Any]) -> Shape | None:
+def category_bins(column: ColumnProfile, values: list[Any]) -> Shape | None:
+    """Labels, reference counts and current counts of ``values`` (None: null) over the
+    column's top categories, "(other)", "(unseen)" and "(null)"; None without frequencies."""
     frequencies = column.frequencies
     if frequencies is None:
         return None

@@ -121,7 +121,9 @@ def heatmap(columns: Sequence[ColumnSeries], windows: Sequence[WindowVerdict]) -
     parts = []
     for row, column in enumerate(columns):
         y = row * cell_h
-        parts.append(_text(label_w - 6, y + 14, _clip(column.name, 22), anchor="end"))
+        label = _text(label_w - 6, y + 14, _clip(column.name, 22), anchor="end")
+        # the whole name on hover, since long ones are clipped to fit the label column
+        parts.append(label.replace("</text>", f"<title>{esc(column.name)}</title></text>"))
         by_end = {p.window_end: p for p in column.points}
         for i, end in enumerate(ends):
             point = by_end.get(end)
