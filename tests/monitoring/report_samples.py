@@ -8,6 +8,7 @@ from keel.monitoring._report_data import (
     ColumnSeries,
     PerformancePoint,
     PerformanceSeries,
+    QualityAlerts,
     ReportData,
     ScorePoint,
     WindowVerdict,
@@ -99,6 +100,7 @@ def full_report(endpoint: str = "churn", column: str = "age") -> ReportData:
             ),
         },
         quality=(quality,),
+        quality_alerts=(QualityAlerts(column, "null_rate", 2, ENDS[-1]),),
         predictions=(ColumnSeries("score", "ks", "p_value", 0.05, drifting),),
         prediction_verdicts=(WindowVerdict(ENDS[-1] - HOUR, ENDS[-1], 1000, "drift", ("score",)),),
         performance=(PerformanceSeries("accuracy", 3, metric, estimate),),
@@ -113,6 +115,6 @@ def empty_report(endpoint: str = "churn") -> ReportData:
     return ReportData(
         endpoint=endpoint, model="churn v1", reference="", since=T0, until=T0 + 7 * 86_400,
         generated_at=T0 + 7 * 86_400, alpha=None, correction=None, windows=(), columns=(),
-        distributions={}, quality=(), predictions=(), prediction_verdicts=(), performance=(),
-        concept=(), slo=(), alerts=(),
+        distributions={}, quality=(), quality_alerts=(), predictions=(), prediction_verdicts=(),
+        performance=(), concept=(), slo=(), alerts=(),
     )  # fmt: skip

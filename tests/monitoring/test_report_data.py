@@ -7,10 +7,10 @@ import pytest
 
 from keel import Workspace
 from keel.errors import EndpointNotFound
-from keel.monitoring import AlertStore, ResultStore
+from keel.monitoring import AlertStore, MonitorRunner, ResultStore, Windows
 from keel.monitoring._report_data import gather_report
 from monitoring.report_helpers import SHIFTED_HOURS, STEADY_HOURS, monitored_history
-from monitoring.test_runner import HOUR, T0
+from monitoring.test_runner import HOUR, T0, training_frame, write_traffic
 from monitoring.test_runner import endpoint as endpoint  # the fixture, re-exported
 
 NOW = T0 + 300 * 86_400  # long after the traffic: the default range follows the last window
@@ -121,3 +121,20 @@ def test_a_range_before_any_window_is_empty_and_an_unknown_endpoint_an_error(
     assert len(last_hour.windows) == 1  # the range's start is the end of the window before
     with pytest.raises(EndpointNotFound):
         gather_report(workspace, "nobody", now=NOW)
+
+
+def test_a_quality_alert_in_an_earlier_window_is_kept_next_to_the_latest_findings(
+    workspace: Workspace, endpoint: str
+) -> None:
+    surge = training_frame(1_000, seed=1).astype({"income": object})
+    surge.loc[:299, "income"] = None
+    write_traffic(workspace, [surge, training_frame(1_000, seed=2)])
+    MonitorRunner(workspace, windows=Windows(seconds=HOUR)).run(endpoint, now=T0 + 3 * HOUR)
+    data = gather_report(workspace, endpoint, now=NOW)
+    latest = {(r.subject, r.statistic): r.status for r in data.quality}
+    assert latest[("income", "null_rate")] == "ok"
+    assert [(q.subject, q.statistic, q.windows, q.last_end) for q in data.quality_alerts] == [
+        ("income", "null_rate", 1, T0 + HOUR)
+    ]
+    # neither the reference nor the latest window has a null: no null bar to draw
+    assert "(null)" not in data.distributions["income"].labels

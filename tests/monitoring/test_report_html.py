@@ -77,6 +77,7 @@ def test_every_section_is_drawn_for_a_full_report() -> None:
     assert "alpha 0.05" in page
     assert "threshold 0.2" in page
     assert "estimated (CBPE)" in page
+    assert "null_rate: alert in 2 windows" in page
     # columns appear in the order the data sorted them: the drifted one first
     assert page.index("<h3>age") < page.index("<h3>plan")
     # firing alerts come first, as the data orders them

@@ -111,6 +111,17 @@ class PerformanceSeries:
 
 
 @dataclass(frozen=True)
+class QualityAlerts:
+    """A data-quality check that alerted in ``windows`` windows of the range, last in the one
+    ending at ``last_end``."""
+
+    subject: str
+    statistic: str
+    windows: int
+    last_end: float
+
+
+@dataclass(frozen=True)
 class ReportData:
     """Everything the report shows; see :func:`gather_report`."""
 
@@ -126,6 +137,9 @@ class ReportData:
     columns: tuple[ColumnSeries, ...]
     distributions: dict[str, Distribution]
     quality: tuple[MonitorResult, ...]
+    """The latest window's data-quality findings."""
+    quality_alerts: tuple[QualityAlerts, ...]
+    """Data-quality checks that alerted in any window of the range, most windows first."""
     predictions: tuple[ColumnSeries, ...]
     prediction_verdicts: tuple[WindowVerdict, ...]
     performance: tuple[PerformanceSeries, ...]
@@ -193,6 +207,7 @@ def gather_report(
         columns=tuple(columns),
         distributions=distributions,
         quality=tuple(r for r in by_monitor["data_quality"] if r.window_end == quality_end),
+        quality_alerts=tuple(_quality_alerts(by_monitor["data_quality"])),
         predictions=tuple(_sorted_by_severity(_series(by_monitor["prediction_drift"], alpha))),
         prediction_verdicts=tuple(_verdicts(by_monitor["prediction_drift"])),
         performance=tuple(_performance(by_monitor)),
@@ -340,6 +355,16 @@ def _performance(by_monitor: dict[str, list[MonitorResult]]) -> list[Performance
             points.items(), key=lambda item: (item[0][1], item[0][0])
         )
     ]
+
+
+def _quality_alerts(results: Sequence[MonitorResult]) -> list[QualityAlerts]:
+    # An alert in an earlier window would be missed by a table of the latest window alone.
+    ends: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for r in results:
+        if r.status == "alert":
+            ends[(r.subject, r.statistic)].append(r.window_end)
+    found = [QualityAlerts(s, stat, len(e), max(e)) for (s, stat), e in ends.items()]
+    return sorted(found, key=lambda q: (-q.windows, -q.last_end, q.subject, q.statistic))
 
 
 def _latest(results: Sequence[MonitorResult], *, version: bool = False) -> list[MonitorResult]:

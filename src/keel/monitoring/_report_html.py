@@ -64,7 +64,7 @@ font-weight:600;white-space:nowrap}
 table{border-collapse:collapse;width:100%;font-size:13px}
 th{text-align:left;color:#6b7280;font-weight:600;border-bottom:1px solid #e3e7ee;padding:5px 8px}
 td{border-bottom:1px solid #f0f2f5;padding:5px 8px;vertical-align:top;overflow-wrap:anywhere}
-td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+th.num,td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 .grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(370px,1fr));gap:12px}
 .card{border:1px solid #e3e7ee;border-radius:8px;padding:10px 12px}
 .card.drift{border-left:4px solid #dc2626}
@@ -87,7 +87,7 @@ def render_report(data: ReportData) -> str:
             _alerts(data.alerts),
             _heatmap(data),
             _columns(data),
-            quality_section(data.quality),
+            quality_section(data.quality, data.quality_alerts),
             predictions_section(data),
             performance_section(data),
             slo_section(data.slo),

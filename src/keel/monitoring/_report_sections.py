@@ -16,7 +16,7 @@ from keel.monitoring._report_charts import (
     line_chart,
     verdict_strip,
 )
-from keel.monitoring._report_data import PerformanceSeries, ReportData
+from keel.monitoring._report_data import PerformanceSeries, QualityAlerts, ReportData
 from keel.monitoring._report_markup import (
     date_text,
     empty,
@@ -41,9 +41,18 @@ def _quality_value(result: MonitorResult) -> tuple[str, str]:
     return number(result.value), number(result.threshold)
 
 
-def quality_section(found: Sequence[MonitorResult]) -> str:
+def quality_section(found: Sequence[MonitorResult], history: Sequence[QualityAlerts]) -> str:
     if not found:
         return section("quality", "Data quality", empty("No data-quality results yet."))
+    earlier = ""
+    if history:
+        items = "".join(
+            f"<li>{esc(q.subject or '(window)')} {esc(q.statistic)}: alert in {q.windows} "
+            f"window{'s' * (q.windows != 1)}, last ending {esc(date_text(q.last_end))}</li>"
+            for q in history
+        )
+        earlier = f'<p class="sub">Alerts in this range:</p><ul class="sub">{items}</ul>'
+
     ordered = sorted(found, key=lambda r: (r.status != "alert", r.subject, r.statistic))
     rows = []
     for r in ordered:
@@ -52,7 +61,7 @@ def quality_section(found: Sequence[MonitorResult]) -> str:
                      status_badge(r.status)])  # fmt: skip
     note = f'<p class="sub">Latest window ending {esc(date_text(found[0].window_end))}.</p>'
     listing = table(["column", "check", "value", "compared with", "status"], rows, {2})
-    return section("quality", "Data quality", note + listing)
+    return section("quality", "Data quality", note + listing + earlier)
 
 
 def predictions_section(data: ReportData) -> str:
