@@ -15,9 +15,11 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from keel.data._profile import ColumnProfile, Profile
 from keel.monitoring._log_window import SqlType, read_window
@@ -59,7 +61,7 @@ def distributions(
     current = read_window(reader, endpoint, start, end, types).inputs
     found = {}
     for name, column in columns.items():
-        values = current.column(name).to_pylist()
+        values = current.column(name)
         shape = numeric_bins(column, values) if column.is_numeric else category_bins(column, values)
         if shape is not None:
             labels, reference, now_ = shape
@@ -78,13 +80,23 @@ def distributions(
 Shape = tuple[tuple[str, ...], list[int], list[int]]
 
 
-def numeric_bins(column: ColumnProfile, values: list[Any]) -> Shape | None:
-    """Labels, reference counts and current counts of ``values`` (None: null) over the
-    column's histogram bins; None when the profile has no histogram."""
+#: a window's values of one column: Arrow (as read from the log), or a list with None for null
+Values: TypeAlias = "pa.ChunkedArray | pa.Array | Sequence[Any]"
+
+
+def _arrow(values: Values) -> pa.Array | pa.ChunkedArray:
+    return values if isinstance(values, pa.Array | pa.ChunkedArray) else pa.array(values)
+
+
+def numeric_bins(column: ColumnProfile, values: Values) -> Shape | None:
+    """Labels, reference counts and current counts of ``values`` over the column's histogram
+    bins; None when the profile has no histogram."""
     histogram = column.histogram
     if histogram is None:
         return None
-    present = np.asarray([v for v in values if v is not None], dtype="float64")
+    array = _arrow(values)
+    # Arrow to NumPy in one go: a million-row window must not become a Python list.
+    present = np.asarray(pc.drop_null(array).to_numpy(zero_copy_only=False), dtype="float64")
     binned = histogram.bin(present)
     edges = histogram.edges
     labels = [
@@ -102,31 +114,31 @@ def numeric_bins(column: ColumnProfile, values: list[Any]) -> Shape | None:
         labels.append(f"> {_short(edges[-1])}")
         reference.append(histogram.above)
         current.append(binned.above)
-    _add_nulls(labels, reference, current, column.nulls, len(values) - len(present))
+    _add_nulls(labels, reference, current, column.nulls, array.null_count)
     return tuple(labels), reference, current
 
 
-def category_bins(column: ColumnProfile, values: list[Any]) -> Shape | None:
-    """Labels, reference counts and current counts of ``values`` (None: null) over the
-    column's top categories, "(other)", "(unseen)" and "(null)"; None without frequencies."""
+def category_bins(column: ColumnProfile, values: Values) -> Shape | None:
+    """Labels, reference counts and current counts of ``values`` over the column's top
+    categories, "(other)", "(unseen)" and "(null)"; None without frequencies."""
     frequencies = column.frequencies
     if frequencies is None:
         return None
     shown = [category_key(value) for value, _ in frequencies.top[:TOP_CATEGORIES]]
     listed = {category_key(value) for value, _ in frequencies.top}
+    array = _arrow(values)
     counted: dict[Any, int] = defaultdict(int)
-    nulls = other = unseen = 0
-    for value in values:
-        if value is None:
-            nulls += 1
-            continue
-        key = category_key(value)
+    other = unseen = 0
+    # Counted by Arrow, so the Python loop runs once per distinct value, not once per row.
+    for pair in pc.value_counts(pc.drop_null(array)).to_pylist():
+        key, count = category_key(pair["values"]), int(pair["counts"])
         if key in shown:
-            counted[key] += 1
+            counted[key] += count
         elif key in listed or not frequencies.complete:
-            other += 1
+            other += count
         else:
-            unseen += 1
+            unseen += count
+    nulls = array.null_count
     labels = [str(value) for value in shown]
     reference = [count for _, count in frequencies.top[:TOP_CATEGORIES]]
     current = [counted[key] for key in shown]
