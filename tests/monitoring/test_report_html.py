@@ -54,6 +54,7 @@ def test_the_page_is_well_formed_and_needs_nothing_from_outside(report: object) 
     assert parser.scripts == 0
     assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", page, re.IGNORECASE)
     assert "@import" not in page
+    assert "<link" not in page
     assert "url(" not in page
     assert "http://" not in page
     assert "https://" not in page
