@@ -8,6 +8,9 @@ from users' data (endpoint, columns, categories, alert summaries) is escaped on 
 Sections follow the order a person on call reads them: is anything wrong (header, alerts),
 where (heat map, columns by severity), and what it costs (data quality, predictions,
 performance, SLOs). An empty section says why it is empty instead of drawing an empty chart.
+
+This module draws the page, its header and the drift sections; ``_report_sections`` the
+others, ``_report_markup`` the pieces they share, ``_report_charts`` the SVG.
 """
 
 from __future__ import annotations
