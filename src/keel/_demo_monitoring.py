@@ -12,23 +12,29 @@ measurements snapshot and are materialized to the online store, as the first one
    with the champion's training snapshot: the first hospital's window shows no drift, the
    second's the size columns drifted (and the model's scores with them);
 3. the alert rules fire an alert carrying its evidence (the statistic, its p-value, the top
-   drifting columns), which ``keel alerts list`` shows and a person can acknowledge.
+   drifting columns), which ``keel alerts list`` shows and a person can acknowledge;
+4. the monitoring report of the endpoint is written as one HTML page.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from keel._demo import MODEL_NAME
+from keel._demo import MODEL_NAME, SEED
 from keel._demo_data import SNAPSHOT_NAME, TARGET, VIEW, Report, measurements
 from keel._demo_http import post_json
 from keel._workspace import Workspace
 from keel.monitoring import MonitorRunner, Windows
 from keel.monitoring._alert_store import Alert
 from keel.monitoring._alerting import alert_evaluator
+from keel.monitoring._report_data import gather_report
+from keel.monitoring._report_html import render_report
 from keel.monitoring._runner import WindowOutcome
 from keel.serving._predlog import LogReader
 
@@ -41,6 +47,7 @@ NEW_PATIENTS_FROM = 100_001
 #: what its scanner does to every size measurement
 SCANNER_SCALE = 1.25
 SIZE_COLUMNS = ("radius", "perimeter", "area")
+REPORT_PATH = ".keel/reports/breast-cancer.html"
 
 
 @dataclass(frozen=True)
@@ -49,6 +56,8 @@ class Monitored:
 
     windows: tuple[WindowOutcome, ...]
     alerts: tuple[Alert, ...]
+    report: Path
+    """The HTML monitoring report of the endpoint."""
 
     @property
     def drifted_columns(self) -> tuple[str, ...]:
@@ -66,7 +75,9 @@ def show_monitoring(workspace: Workspace, url: str, report: Report) -> Monitored
     answered = _answered(reader)
     first_hospital = (WINDOW_ROWS - answered % WINDOW_ROWS) % WINDOW_ROWS + WINDOW_ROWS
     original = [int(p) for p in measurements()[0]["patient_id"].iloc[:-2]]
-    _score(url, [original[i % len(original)] for i in range(first_hospital)])
+    # A random draw of its patients: a representative sample of the reference population.
+    rng = np.random.default_rng(SEED)
+    _score(url, [int(p) for p in rng.choice(original, size=first_hospital)])
     report(f"POST {PREDICT_PATH}: {first_hospital} patients of the first hospital, by id")
     _score(url, new_patients[:WINDOW_ROWS])
     report(
@@ -95,7 +106,12 @@ def show_monitoring(workspace: Workspace, url: str, report: Report) -> Monitored
             f"the alert rules fired {len(fired)} alert(s), each with its evidence: "
             "`keel alerts list`, then `keel alerts ack ID` to take one in hand"
         )
-    return Monitored(tuple(windows), tuple(fired))
+    report_path = settings.project_path(REPORT_PATH)
+    report_path.parent.mkdir(parents=True, exist_ok=True)
+    page = render_report(gather_report(workspace, ENDPOINT, now=time.time()))
+    report_path.write_text(page, encoding="utf-8")
+    report(f"monitoring report written to {report_path} (`keel monitor report {ENDPOINT}`)")
+    return Monitored(tuple(windows), tuple(fired), report_path)
 
 
 def deliver_second_hospital(workspace: Workspace, report: Report) -> list[int]:

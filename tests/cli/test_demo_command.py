@@ -306,3 +306,7 @@ def test_demo_shows_shifted_traffic_detected_as_drift_and_alerted(demo: DemoRuns
     evidence = next(a for a in alerts if a["subject"] == "mean_radius")["evidence"]
     assert evidence["statistic"] == "ks"
     assert evidence["top_drifting_columns"]
+    [written] = re.findall(r"^• monitoring report written to (\S+)", demo.first.stdout, re.M)
+    page = Path(written).read_text(encoding="utf-8")
+    assert "mean_radius" in page
+    assert "<script" not in page

@@ -18,6 +18,7 @@ from keel.cli import (
     _log,
     _models,
     _monitor,
+    _monitor_report,
     _monitor_run,
     _project,
     _runs,
@@ -95,6 +96,7 @@ def build_app() -> typer.Typer:
     app.add_typer(_alerts.build(), name="alerts")
     monitor = _monitor.build()
     _monitor_run.add_commands(monitor)
+    _monitor_report.add_commands(monitor)
     app.add_typer(monitor, name="monitor")
     app.command("serve")(_serve.serve)
     return app

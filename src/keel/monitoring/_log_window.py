@@ -109,6 +109,15 @@ def log_time_range(reader: LogReader, endpoint: str) -> tuple[float, float] | No
     return first / 1e9, last / 1e9
 
 
+def sql_type(dtype: str) -> SqlType:
+    """What a column of keel type ``dtype`` is read from the log as."""
+    if dtype in ("int", "float"):
+        return "DOUBLE"
+    if dtype == "bool":
+        return "BOOLEAN"
+    return "VARCHAR"
+
+
 def _json_path(field: str) -> str:
     # A quoted member name, so dots, spaces and brackets in a field name are not path syntax.
     escaped = field.replace("\\", "\\\\").replace('"', '\\"').replace("'", "''")

@@ -22,9 +22,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from keel.data._profile import ColumnProfile, Profile
-from keel.monitoring._log_window import SqlType, read_window
+from keel.monitoring._log_window import SqlType, read_window, sql_type
 from keel.monitoring._reference import category_key, kind_of
-from keel.monitoring._runner import _sql_type
 from keel.serving._predlog import LogReader
 
 #: categories drawn per column; the rest are added up as "other"
@@ -57,7 +56,7 @@ def distributions(
     columns: dict[str, ColumnProfile] = {
         name: profile[name] for name in names if name in profile and kind_of(profile[name].dtype)
     }
-    types: dict[str, SqlType] = {name: _sql_type(c.dtype) for name, c in columns.items()}
+    types: dict[str, SqlType] = {name: sql_type(c.dtype) for name, c in columns.items()}
     current = read_window(reader, endpoint, start, end, types).inputs
     found = {}
     for name, column in columns.items():

@@ -41,7 +41,13 @@ from keel.data._snapshot import Snapshot
 from keel.errors import KeelError, MonitoringError
 from keel.monitoring._drift import DEFAULT_MIN_ROWS, drift
 from keel.monitoring._drift_results import drift_results
-from keel.monitoring._log_window import LogWindow, SqlType, log_time_range, read_window
+from keel.monitoring._log_window import (
+    LogWindow,
+    SqlType,
+    log_time_range,
+    read_window,
+    sql_type,
+)
 from keel.monitoring._performance_monitor import MONITORS as PERFORMANCE_MONITORS
 from keel.monitoring._performance_monitor import performance_results
 from keel.monitoring._predictions import MONITOR as PREDICTION_DRIFT
@@ -307,7 +313,7 @@ class MonitorRunner:
             stored = snapshot.profile.get(input_field.name)
             if input_field.sensitive or stored is None or kind_of(stored.dtype) is None:
                 continue
-            columns[input_field.name] = _sql_type(stored.dtype)
+            columns[input_field.name] = sql_type(stored.dtype)
         classes = version.signature.output.get("classes")
         return _Basis(
             snapshot=snapshot,
@@ -376,11 +382,3 @@ class MonitorRunner:
 
 def _input_drift(verdict: str | None) -> bool | None:
     return {"drift": True, "no_drift": False}.get(verdict or "")
-
-
-def _sql_type(dtype: str) -> SqlType:
-    if dtype in ("int", "float"):
-        return "DOUBLE"
-    if dtype == "bool":
-        return "BOOLEAN"
-    return "VARCHAR"
