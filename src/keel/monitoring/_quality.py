@@ -7,6 +7,9 @@ Each finding is a :class:`MonitorResult` of monitor ``data_quality`` with status
   it exceeds the reference's by more than ``null_rate_tolerance`` (absolute, default 0.05);
 - ``invalid`` per column: values present but not of the column's type (text in a numeric
   column); any is an alert, since the model never saw such a value;
+- ``out_of_schema`` per column whose schema field has rules: values below ``min``, above
+  ``max``, outside ``allowed``, not matching ``pattern``, or null where the field is not
+  nullable (counts per rule in ``details``, :mod:`._schema_rules`); any is an alert;
 - ``unseen`` per categorical column: rows whose value the (complete) reference never held;
 - ``volume`` for the window: its row count against the previous windows' (a z-score); an
   anomaly beyond ``volume_z`` (default 3) standard deviations once ``volume_history`` (5)
@@ -16,13 +19,15 @@ Each finding is a :class:`MonitorResult` of monitor ``data_quality`` with status
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from keel.data import Field
 from keel.monitoring._log_window import LogWindow
 from keel.monitoring._report import DriftReport
 from keel.monitoring._results import MonitorResult, result_maker
+from keel.monitoring._schema_rules import rule_violations
 
 MONITOR = "data_quality"
 
@@ -39,9 +44,11 @@ def quality_results(
     report: DriftReport,
     previous_sizes: Sequence[int],
     options: QualityOptions = QualityOptions(),
+    fields: Mapping[str, Field] | None = None,
 ) -> list[MonitorResult]:
     """The data-quality findings of ``window`` (``report`` is its drift report, which holds the
-    reference's null rates and the unseen categories)."""
+    reference's null rates and the unseen categories; ``fields`` the model's input schema by
+    column, whose rules are counted as ``out_of_schema``)."""
 
     make = result_maker(window.endpoint, window.start, window.end, MONITOR)
 
@@ -75,6 +82,22 @@ def quality_results(
                     value=float(column.unseen.count),
                     threshold=0.0,
                     details=column.unseen.to_dict(),
+                )
+            )
+    for name, field in (fields or {}).items():
+        if name not in window.inputs.column_names:
+            continue
+        broken = rule_violations(window.inputs.column(name), field)
+        if broken:
+            total = sum(broken.values())
+            found.append(
+                result(
+                    name,
+                    "out_of_schema",
+                    "alert" if total else "ok",
+                    value=float(total),
+                    threshold=0.0,
+                    details=broken,
                 )
             )
     for name, count in window.invalid.items():

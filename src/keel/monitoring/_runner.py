@@ -37,6 +37,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from keel.data import Field
 from keel.data._snapshot import Snapshot
 from keel.errors import KeelError, MonitoringError
 from keel.monitoring._drift import DEFAULT_MIN_ROWS, drift
@@ -72,6 +73,7 @@ class _Basis:
     snapshot: Snapshot
     inputs: Reference
     columns: dict[str, SqlType]
+    fields: dict[str, Field]
     version: ModelVersion
     classes: list[Any] | None
 
@@ -234,7 +236,7 @@ class MonitorRunner:
         )
         results = [
             *drift_results(window, report, basis.snapshot.fingerprint),
-            *quality_results(window, report, previous, self.quality),
+            *quality_results(window, report, previous, self.quality, basis.fields),
             *self._prediction_drift(window, basis),
             *self._performance(window, basis, _input_drift(report.verdict)),
         ]
@@ -319,6 +321,7 @@ class MonitorRunner:
             snapshot=snapshot,
             inputs=Reference.from_profile(snapshot.profile),
             columns=columns,
+            fields={f.name: f for f in version.signature.inputs.fields if f.name in columns},
             version=version,
             classes=None if classes is None else list(classes),
         )
