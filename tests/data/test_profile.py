@@ -71,7 +71,12 @@ def test_histogram_matches_numpy_over_min_max(values: np.ndarray) -> None:
     present = values[~np.isnan(values)]
     hypothesis.assume(present.min() < present.max())
     histogram = profile(one_column(values))["x"].histogram
-    counts, edges = np.histogram(present, bins=DEFAULT_BINS, range=(present.min(), present.max()))
+    try:
+        counts, edges = np.histogram(
+            present, bins=DEFAULT_BINS, range=(present.min(), present.max())
+        )
+    except ValueError:  # NumPy cannot split a range narrower than 20 ulps: nothing to compare
+        hypothesis.reject()
 
     assert histogram is not None
     assert list(histogram.edges) == pytest.approx(list(edges))
