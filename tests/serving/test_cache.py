@@ -26,14 +26,9 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from keel.errors import ConfigError
-from keel.serving._cache import (
-    CachedAnswer,
-    MemoryCache,
-    PredictionCache,
-    RedisCache,
-    open_cache,
-)
+from keel.serving._cache import CachedAnswer, MemoryCache, PredictionCache, open_cache
 from keel.serving._cache_keys import CacheKeys, cache_key
+from keel.serving._cache_redis import RedisCache
 
 T = TypeVar("T")
 COLUMNS = ["age", "plan", "score", "tenure"]

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from keel.errors import ConfigError
-from keel.serving._cache import display_url
+from keel.serving._cache_redis import display_url
 
 if TYPE_CHECKING:
     import redis
