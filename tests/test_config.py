@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from keel.config import CONFIG_TEMPLATE, Settings, write_config_template
+from keel._config_template import CONFIG_TEMPLATE, write_config_template
+from keel.config import Settings
 from keel.errors import ConfigError
 
 

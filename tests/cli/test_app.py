@@ -9,8 +9,8 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from keel import Settings, cli
+from keel._config_template import CONFIG_TEMPLATE
 from keel.cli import app
-from keel.config import CONFIG_TEMPLATE
 
 from .conftest import Keel, assert_one_line_error
 

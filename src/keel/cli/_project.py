@@ -9,10 +9,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.markup import escape
 
+from keel._config_template import write_config_template
 from keel._demo_data import SNAPSHOT_NAME, VIEW
 from keel.cli._context import console, open_workspace, state
 from keel.cli._output import add_row, table
-from keel.config import CONFIG_FILE_NAME, write_config_template
+from keel.config import CONFIG_FILE_NAME
 
 if TYPE_CHECKING:
     from rich.table import Table
