@@ -121,9 +121,7 @@ def evaluate(
         endpoint=endpoint
     )
     if as_json:
-        print_json({"fired": [a.to_dict() for a in outcome.fired],
-                    "resolved": [a.to_dict() for a in outcome.resolved],
-                    "pending": outcome.pending})  # fmt: skip
+        print_json(outcome.to_dict())
         return
     out = console(ctx)
     out.print(f"{len(outcome.fired)} fired, {len(outcome.resolved)} resolved, "

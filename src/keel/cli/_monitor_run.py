@@ -98,7 +98,7 @@ def run(
         print_json(
             {
                 "windows": [outcome.to_dict() for outcome in outcomes],
-                "alerts": None if evaluation is None else _evaluation_dict(evaluation),
+                "alerts": None if evaluation is None else evaluation.to_dict(),
             }
         )
         return
@@ -284,14 +284,6 @@ def _evaluate_alerts(ctx: typer.Context, endpoint: str | None) -> Evaluation:
         tracker.record_results()
     evaluator = alert_evaluator(workspace.store, settings.monitoring, settings.actor)
     return evaluator.evaluate(endpoint=endpoint)
-
-
-def _evaluation_dict(evaluation: Evaluation) -> dict[str, Any]:
-    return {
-        "fired": [alert.to_dict() for alert in evaluation.fired],
-        "resolved": [alert.to_dict() for alert in evaluation.resolved],
-        "pending": list(evaluation.pending),
-    }
 
 
 def _print_evaluation(ctx: typer.Context, evaluation: Evaluation, *, quiet: bool = False) -> None:

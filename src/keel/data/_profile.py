@@ -444,5 +444,8 @@ def _json_value(value: Any) -> Any:
 
 
 def finite_or_none(value: Any) -> float | None:
+    """``value`` as a plain float; None when it is None, NaN or infinite (JSON has neither)."""
+    if value is None:
+        return None
     number = float(value)
     return number if math.isfinite(number) else None

@@ -70,6 +70,13 @@ class Evaluation:
     pending: list[str] = field(default_factory=list)
     """Fingerprints whose condition holds but not yet for the rule's ``for_seconds``."""
 
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "fired": [alert.to_dict() for alert in self.fired],
+            "resolved": [alert.to_dict() for alert in self.resolved],
+            "pending": list(self.pending),
+        }
+
 
 @dataclass(frozen=True)
 class _Window:

@@ -31,8 +31,9 @@ from typing import Any, Literal
 
 from scipy import stats
 
+from keel.data._profile import finite_or_none
 from keel.errors import MonitoringError
-from keel.monitoring._perf_results import PerformanceReport, finite
+from keel.monitoring._perf_results import PerformanceReport
 from keel.monitoring._performance import HasMetrics, compare_to_validation
 
 Finding = Literal[
@@ -85,7 +86,7 @@ class ConceptDriftFinding:
         data = asdict(self)
         for key, value in data.items():
             if isinstance(value, float):
-                data[key] = finite(value)
+                data[key] = finite_or_none(value)
         data["detected"] = self.detected
         return data
 

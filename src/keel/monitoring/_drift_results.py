@@ -12,8 +12,7 @@ the statistic that decides the column's verdict.
 
 from __future__ import annotations
 
-import math
-
+from keel.data._profile import finite_or_none
 from keel.monitoring._log_window import LogWindow
 from keel.monitoring._report import DriftReport
 from keel.monitoring._results import MonitorResult, result_maker
@@ -74,18 +73,14 @@ def drift_results(
                     statistic.name,
                     status,
                     column.rows[1],
-                    value=_finite(statistic.value),
-                    p_value=_finite(statistic.p_value if adjusted is None else adjusted),
+                    value=finite_or_none(statistic.value),
+                    p_value=finite_or_none(statistic.p_value if adjusted is None else adjusted),
                     threshold=statistic.threshold,
                     details={
                         "default": statistic.name == column.default_statistic,
-                        "raw_p_value": _finite(statistic.p_value),
+                        "raw_p_value": finite_or_none(statistic.p_value),
                         "note": statistic.note,
                     },
                 )
             )
     return found
-
-
-def _finite(value: float | None) -> float | None:
-    return value if value is not None and math.isfinite(value) else None

@@ -39,12 +39,12 @@ from scipy import stats
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
+from keel.data._profile import finite_or_none
 from keel.errors import MonitoringError
 from keel.monitoring._perf_results import (
     MetricResult,
     PerformanceReport,
     default_positive,
-    finite,
 )
 
 ESTIMATED_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc")
@@ -190,8 +190,8 @@ def estimate_performance(
     average = f"binary (positive: {positive!r})" if binary else "macro"
     results = []
     for index, name in enumerate(ESTIMATED_METRICS):
-        value = finite(point[index])
-        se = finite(float(np.nanstd(spread[:, index]))) if value is not None else None
+        value = finite_or_none(point[index])
+        se = finite_or_none(float(np.nanstd(spread[:, index]))) if value is not None else None
         band = (None, None) if se is None or value is None else (value - z * se, value + z * se)
         results.append(
             MetricResult(

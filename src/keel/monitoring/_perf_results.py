@@ -12,10 +12,11 @@ version's validation metric), which is what the built-in performance alert rules
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from keel.data._profile import finite_or_none
 
 MetricKind = Literal["realised", "estimated"]
 Task = Literal["binary", "multiclass", "regression"]
@@ -29,14 +30,6 @@ MetricStatus = Literal["ok", "degraded", "unavailable", "not_enough_data"]
 LOWER_IS_BETTER = frozenset({"log_loss", "mae", "rmse"})
 
 
-def finite(value: float | None) -> float | None:
-    """``value`` as a plain float, None when it is None, NaN or infinite (JSON has neither)."""
-    if value is None:
-        return None
-    number = float(value)
-    return number if math.isfinite(number) else None
-
-
 def default_positive(classes: Sequence[Any]) -> Any:
     """The positive class of a binary model when none is named: the greater label (``1``,
     ``True``, ``"yes"`` over ``"no"``), or the last one when the labels do not compare."""
@@ -48,7 +41,7 @@ def default_positive(classes: Sequence[Any]) -> Any:
 
 def _json_safe(value: Any) -> Any:
     if isinstance(value, float):
-        return finite(value)
+        return finite_or_none(value)
     if isinstance(value, Mapping):
         return {str(k): _json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

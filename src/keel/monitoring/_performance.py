@@ -26,6 +26,7 @@ import numpy.typing as npt
 import pandas as pd
 from sklearn import metrics as skm
 
+from keel.data._profile import finite_or_none
 from keel.errors import MonitoringError
 from keel.monitoring._perf_results import (
     LOWER_IS_BETTER,
@@ -33,7 +34,6 @@ from keel.monitoring._perf_results import (
     PerformanceReport,
     Task,
     default_positive,
-    finite,
 )
 
 CLASSIFIER_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss")
@@ -167,7 +167,7 @@ def compare_to_validation(
         compared.append(
             dataclasses.replace(
                 metric,
-                reference=finite(reference),
+                reference=finite_or_none(reference),
                 delta=delta,
                 tolerance=tolerance,
                 degraded=None if worse is None else bool(worse > tolerance),
@@ -181,7 +181,10 @@ def validation_key(values: Mapping[str, float], name: str) -> str | None:
     """The key of ``values`` holding the validation value of metric ``name``, if any."""
     for candidate in (name, *_ALIASES.get(name, ())):
         for prefix in _PREFIXES:
-            if prefix + candidate in values and finite(values[prefix + candidate]) is not None:
+            if (
+                prefix + candidate in values
+                and finite_or_none(values[prefix + candidate]) is not None
+            ):
                 return prefix + candidate
     return None
 
@@ -231,7 +234,7 @@ def _label_metrics(y: np.ndarray, predicted: np.ndarray, average: str, positive:
     ):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # undefined scores become None with a note
-            value = finite(function(y, predicted, **options))
+            value = finite_or_none(function(y, predicted, **options))
         scores[name] = (value, None if value is not None else why[name])
     return scores
 
@@ -265,7 +268,7 @@ def _probability_metrics(
     elif task == "binary":
         positives = y == positive
         scores["roc_auc"] = (
-            finite(skm.roc_auc_score(positives, matrix[:, classes.index(positive)])),
+            finite_or_none(skm.roc_auc_score(positives, matrix[:, classes.index(positive)])),
             notes,
         )
     elif len(present) < len(classes):
@@ -273,11 +276,11 @@ def _probability_metrics(
         scores["roc_auc"] = (None, f"{missing} class(es) absent from the labels: no OvR AUC")
     else:
         value = skm.roc_auc_score(y, matrix, multi_class="ovr", average="macro", labels=classes)
-        scores["roc_auc"] = (finite(value), notes)
+        scores["roc_auc"] = (finite_or_none(value), notes)
     if len(y) == 0:
         scores["log_loss"] = (None, "no label among the classes")
     else:
-        scores["log_loss"] = (finite(skm.log_loss(y, matrix, labels=classes)), notes)
+        scores["log_loss"] = (finite_or_none(skm.log_loss(y, matrix, labels=classes)), notes)
     return scores
 
 
@@ -297,12 +300,12 @@ def _regression(
     errors = np.abs(truth - guess)
     constant = bool(np.ptp(truth) == 0) or len(truth) < 2
     values = {
-        "mae": (finite(skm.mean_absolute_error(truth, guess)), None),
-        "rmse": (finite(np.sqrt(skm.mean_squared_error(truth, guess))), None),
+        "mae": (finite_or_none(skm.mean_absolute_error(truth, guess)), None),
+        "rmse": (finite_or_none(np.sqrt(skm.mean_squared_error(truth, guess))), None),
         "r2": (
             (None, "constant target in the window: R² undefined")
             if constant
-            else (finite(skm.r2_score(truth, guess)), None)
+            else (finite_or_none(skm.r2_score(truth, guess)), None)
         ),
     }
     return PerformanceReport(
@@ -312,7 +315,7 @@ def _regression(
             for name, (value, note) in values.items()
         ),
         model_version=model_version,
-        details={"abs_error_sd": finite(float(errors.std(ddof=1))) if len(y) > 1 else None},
+        details={"abs_error_sd": finite_or_none(float(errors.std(ddof=1))) if len(y) > 1 else None},
         **header,
     )
 

@@ -7,10 +7,10 @@ only, a type that changed, a statistic that cannot be computed are each a ``stat
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeVar
 
+from keel.data._profile import finite_or_none
 from keel.data._schema import DType
 from keel.monitoring._reference import ColumnKind
 from keel.monitoring._stats import Kind
@@ -58,9 +58,9 @@ class StatisticResult:
         return {
             "name": self.name,
             "kind": self.kind,
-            "value": _finite(self.value),
-            "p_value": _finite(self.p_value),
-            "adjusted_p_value": _finite(self.adjusted_p_value),
+            "value": finite_or_none(self.value),
+            "p_value": finite_or_none(self.p_value),
+            "adjusted_p_value": finite_or_none(self.adjusted_p_value),
             "threshold": self.threshold,
             "drifted": self.drifted,
             "note": self.note,
@@ -114,7 +114,7 @@ class ColumnDrift:
             "kind": self.kind,
             "dtype": list(self.dtype),
             "rows": list(self.rows),
-            "null_rate": [_finite(rate) for rate in self.null_rate],
+            "null_rate": [finite_or_none(rate) for rate in self.null_rate],
             "default_statistic": self.default_statistic,
             "drifted": self.drifted,
             "statistics": [result.to_dict() for result in self.statistics],
@@ -166,10 +166,6 @@ class DriftReport:
             "drifted_columns": self.drifted_columns,
             "columns": [column.to_dict() for column in self.columns],
         }
-
-
-def _finite(value: float | None) -> float | None:
-    return value if value is not None and math.isfinite(value) else None
 
 
 def _named(items: tuple[_Named, ...], name: str) -> _Named:
