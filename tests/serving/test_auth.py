@@ -13,7 +13,10 @@ from sklearn.linear_model import LogisticRegression
 
 from keel import Workspace
 from keel.serving._app import ServingApp
-from keel.serving._auth import auth_needed
+from keel.serving._auth import Guard, auth_needed
+from keel.serving._dataplane import Problem
+from keel.serving._keys import KeyStore
+from keel.serving._ratelimit import MemoryLimiter
 from keel.serving._server import serving_app
 
 pytestmark = pytest.mark.anyio
@@ -157,3 +160,86 @@ async def test_a_key_over_its_rate_limit_is_429_with_retry_after(
 )
 def test_auth_is_on_by_default_off_loopback(setting: str, host: str, needed: bool) -> None:
     assert auth_needed(setting, host) is needed
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _headers(secret: str) -> dict[bytes, bytes]:
+    return {b"authorization": f"Bearer {secret}".encode()}
+
+
+async def test_a_remembered_key_header_is_checked_again_once_the_cache_ttl_is_over(
+    workspace: Workspace,
+) -> None:
+    clock = FakeClock()
+    guard = Guard(KeyStore(workspace.store, "server", cache_ttl=5.0, clock=clock), MemoryLimiter())
+    record, secret = workspace.keys.create("app", ["predict"])
+    assert (await guard.check(_headers(secret), "predict")).id == record.id  # the database
+    assert (await guard.check(_headers(secret), "predict")).id == record.id  # remembered
+    workspace.keys.revoke(record.id, "leaked")  # by another process's store
+
+    clock.now += 4.9
+    still = await guard.check(_headers(secret), "predict")
+    clock.now += 0.2
+    with pytest.raises(Problem) as refused:
+        await guard.check(_headers(secret), "predict")
+
+    assert still.id == record.id
+    assert (refused.value.status, refused.value.code) == (401, "invalid_api_key")
+
+
+async def test_a_remembered_key_header_is_refused_at_once_when_its_store_revokes_it(
+    workspace: Workspace,
+) -> None:
+    keys = KeyStore(workspace.store, "server", cache_ttl=60.0, clock=FakeClock())
+    guard = Guard(keys, MemoryLimiter())
+    record, secret = keys.create("app", ["predict"])
+    for _ in range(3):
+        await guard.check(_headers(secret), "predict")
+
+    keys.revoke(record.id, "leaked")
+
+    with pytest.raises(Problem) as refused:
+        await guard.check(_headers(secret), "predict")
+    assert refused.value.status == 401
+
+
+async def test_a_remembered_bearer_header_does_not_let_the_same_bytes_in_as_x_api_key(
+    workspace: Workspace,
+) -> None:
+    guard = Guard(KeyStore(workspace.store, "server", clock=FakeClock()), MemoryLimiter())
+    _, secret = workspace.keys.create("app", ["predict"])
+    for _ in range(2):
+        await guard.check(_headers(secret), "predict")
+
+    with pytest.raises(Problem) as refused:
+        await guard.check({b"x-api-key": f"Bearer {secret}".encode()}, "predict")
+
+    assert refused.value.code == "invalid_api_key"
+    key = await guard.check({b"x-api-key": secret.encode()}, "predict")  # the key itself is fine
+    assert key.name == "app"
+
+
+async def test_a_key_with_an_expiry_is_refused_at_its_expiry_however_often_it_was_used(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wall = [1_000_000.0]
+    for module in ("keel.serving._keys", "keel.serving._key_record"):
+        monkeypatch.setattr(f"{module}.now", lambda: wall[0])
+    keys = KeyStore(workspace.store, "server", cache_ttl=60.0, clock=FakeClock())
+    guard = Guard(keys, MemoryLimiter())
+    _, secret = keys.create("temp", ["predict"], expires_at=1_000_010.0)
+    for _ in range(3):
+        await guard.check(_headers(secret), "predict")
+
+    wall[0] = 1_000_010.0
+
+    with pytest.raises(Problem) as refused:
+        await guard.check(_headers(secret), "predict")
+    assert refused.value.code == "invalid_api_key"

@@ -194,7 +194,8 @@ def test_an_expired_key_is_refused_at_its_expiry_even_from_the_cache(
     keys: KeyStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     wall = [1_000_000.0]
-    monkeypatch.setattr("keel.serving._keys.now", lambda: wall[0])
+    for module in ("keel.serving._keys", "keel.serving._key_record"):
+        monkeypatch.setattr(f"{module}.now", lambda: wall[0])
     _, secret = keys.create("temp", ["predict"], expires_at=1_000_010.0)
     assert keys.authenticate(secret).status() == "active"  # now cached
 

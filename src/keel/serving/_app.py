@@ -43,7 +43,7 @@ from keel.serving._docs_page import docs_page
 from keel.serving._live import RevisionWatcher
 from keel.serving._metrics import CONTENT_TYPE
 from keel.serving._predlog import Compactor
-from keel.serving._routing import routing_key
+from keel.serving._routing import routing_header
 from keel.serving._runtime import EndpointRuntime
 
 if TYPE_CHECKING:
@@ -69,12 +69,12 @@ class _Request:
         self,
         params: list[str],
         body: bytes,
-        headers: list[tuple[bytes, bytes]] | None = None,
+        headers: dict[bytes, bytes] | None = None,
         key: KeyRecord | None = None,
     ) -> None:
         self.params = params
         self.body = body
-        self.headers = headers or []
+        self.headers = headers or {}
         self.key = key
         self.api = "other"
         self.endpoint = ""
@@ -245,11 +245,14 @@ class ServingApp:
             try:
                 handler, params = self._route(scope["path"], scope["method"])
                 needed = _SCOPES.get(handler)
+                # One dictionary for every lookup below (ASGI names are lower-case; a
+                # repeated header counts by its last value).
+                headers: dict[bytes, bytes] = dict(scope["headers"])
                 key = None
                 if self.guard is not None and needed is not None:  # before reading the body
-                    key = await self.guard.check(scope["headers"], needed)
-                body = await self._body(scope, receive)
-                request = _Request(params, body, scope["headers"], key)
+                    key = await self.guard.check(headers, needed)
+                body = await self._body(headers, receive)
+                request = _Request(params, body, headers, key)
                 status, payload, content_type = await handler(self, request)
             except Problem as problem:
                 status, payload, content_type = problem.status, orjson.dumps(problem.body()), _JSON
@@ -305,17 +308,16 @@ class ServingApp:
             raise _NotAllowed(method, path, sorted(methods))
         return handler, params
 
-    async def _body(self, scope: Scope, receive: Receive) -> bytes:
+    async def _body(self, headers: dict[bytes, bytes], receive: Receive) -> bytes:
         limit = self.max_request_bytes
-        for name, value in scope["headers"]:
-            if name == b"content-length":
-                try:
-                    length = int(value)
-                except ValueError:
-                    raise Problem(400, "bad_request", "Content-Length is not a number") from None
-                if length > limit:
-                    raise _too_large(length, limit)
-                break
+        declared = headers.get(b"content-length")
+        if declared is not None:
+            try:
+                length = int(declared)
+            except ValueError:
+                raise Problem(400, "bad_request", "Content-Length is not a number") from None
+            if length > limit:
+                raise _too_large(length, limit)
         message = await receive()
         body: bytes = message.get("body", b"")
         if not message.get("more_body", False):
@@ -376,7 +378,7 @@ async def _metrics(app: ServingApp, request: _Request) -> _Response:
 
 async def _predict(app: ServingApp, request: _Request) -> _Response:
     runtime = _runtime(app, request, "v1")
-    key = routing_key(request.headers, None) if runtime.router is not None else None
+    key = routing_header(request.headers) if runtime.router is not None else None
     return _ok(await _native.predict(app.dataplane, runtime, request.json(), key))
 
 
@@ -413,7 +415,7 @@ async def _v2_infer(app: ServingApp, request: _Request) -> _Response:
     except Problem as problem:
         problem.status = 400
         raise
-    key = routing_key(request.headers, None) if runtime.router is not None else None
+    key = routing_header(request.headers) if runtime.router is not None else None
     return _ok(await _v2.infer(app.dataplane, runtime, payload, _version(request), key))
 
 

@@ -1,7 +1,7 @@
 """API keys and rate limits on the request path.
 
     guard = Guard(workspace.keys, MemoryLimiter())
-    key = await guard.check(scope["headers"], "predict")   # raises Problem 401 / 403 / 429
+    key = await guard.check(dict(scope["headers"]), "predict")   # Problem 401 / 403 / 429
 
 A request names its key with ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``. The key
 is checked against the :class:`~keel.serving._keys.KeyStore` (from memory when it was verified
@@ -17,14 +17,22 @@ worker process draws on one budget). The answers a client can act on:
 
 Which routes need which scope is the router's business (``_app``); health, readiness, metrics
 and the API documents stay open.
+
+A key the :class:`~keel.serving._keys.KeyStore` answered from memory is remembered by the
+request's raw key header until the store's answer would have to be asked again (its
+``cache_ttl``, or at once when the store forgets a key), so the next request with the same
+header is one dictionary lookup instead of parsing the header and hashing the secret. Those
+headers are secrets held in memory for seconds; so are the request buffers the server read them
+from, which Python frees without clearing, so this adds no exposure a memory reader would not
+have.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Final
 
 from keel.errors import InvalidApiKey, MetadataStoreError
 from keel.serving._dataplane import Problem
@@ -34,6 +42,11 @@ if TYPE_CHECKING:
     from keel.serving._keys import KeyRecord, KeyStore
 
 _CHALLENGE = [(b"www-authenticate", b'Bearer realm="keel"')]
+_REMEMBERED: Final = 10_000
+"""Key headers remembered at most (then all are forgotten and remembered anew)."""
+
+_Headers = tuple[bytes | None, bytes | None]
+"""A request's raw ``Authorization`` and ``X-API-Key`` values (None: not sent)."""
 
 
 class Guard:
@@ -44,31 +57,18 @@ class Guard:
         self.limiter = limiter
         # The in-process limiter answers in microseconds; Redis's is a network round trip.
         self._limit_in_thread = not isinstance(limiter, MemoryLimiter)
+        # key headers -> (the key, until when on keys.clock, keys.generation then)
+        self._remembered: dict[_Headers, tuple[KeyRecord, float, int]] = {}
 
-    async def check(self, headers: Iterable[tuple[bytes, bytes]], scope: str) -> KeyRecord:
+    async def check(self, headers: Mapping[bytes, bytes], scope: str) -> KeyRecord:
         """The key of a request allowed to use ``scope`` now (its ``actor`` is the identity
-        the request's changes are audited with); a :class:`Problem` otherwise."""
-        secret = _secret(headers)
-        if secret is None:
-            raise Problem(
-                401,
-                "unauthenticated",
-                "this server needs an API key: send 'Authorization: Bearer <key>' or "
-                "'X-API-Key: <key>' (keys come from `keel keys create`)",
-                headers=_CHALLENGE,
-            )
-        key = self.keys.cached(secret)
+        the request's changes are audited with); a :class:`Problem` otherwise. ``headers``
+        are the request's ASGI headers as a dictionary (names lower-case, as ASGI gives
+        them)."""
+        sent = (headers.get(b"authorization"), headers.get(b"x-api-key"))
+        key = self._recall(sent)
         if key is None:
-            try:
-                key = await asyncio.to_thread(self.keys.authenticate, secret)
-            except InvalidApiKey:
-                raise Problem(
-                    401, "invalid_api_key", "invalid API key", headers=_CHALLENGE
-                ) from None
-            except MetadataStoreError as error:
-                raise Problem(
-                    503, "keys_unavailable", f"API keys cannot be checked now: {error}"
-                ) from None
+            key = await self._authenticate(sent)
         if not key.allows(scope):
             raise Problem(
                 403,
@@ -93,24 +93,65 @@ class Guard:
                 )
         return key
 
+    def _recall(self, sent: _Headers) -> KeyRecord | None:
+        """The key remembered for these key headers, while the store's answer stands."""
+        remembered = self._remembered.get(sent)
+        if remembered is None:
+            return None
+        key, until, generation = remembered
+        if generation != self.keys.generation or self.keys.clock() >= until:
+            del self._remembered[sent]
+            return None
+        return key
+
+    async def _authenticate(self, sent: _Headers) -> KeyRecord:
+        """The key the headers name, from the store (its memory, else the database)."""
+        secret = _secret(*sent)
+        if secret is None:
+            raise Problem(
+                401,
+                "unauthenticated",
+                "this server needs an API key: send 'Authorization: Bearer <key>' or "
+                "'X-API-Key: <key>' (keys come from `keel keys create`)",
+                headers=_CHALLENGE,
+            )
+        generation = self.keys.generation
+        hit = self.keys.cached_until(secret)
+        if hit is None:
+            try:
+                key = await asyncio.to_thread(self.keys.authenticate, secret)
+            except InvalidApiKey:
+                raise Problem(
+                    401, "invalid_api_key", "invalid API key", headers=_CHALLENGE
+                ) from None
+            except MetadataStoreError as error:
+                raise Problem(
+                    503, "keys_unavailable", f"API keys cannot be checked now: {error}"
+                ) from None
+            return key
+        key, until = hit
+        if until is not None:
+            if len(self._remembered) >= _REMEMBERED:
+                self._remembered.clear()
+            self._remembered[sent] = (key, until, generation)
+        return key
+
     def close(self) -> None:
         self.limiter.close()
 
 
-def _secret(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
+def _secret(authorization: bytes | None, x_api_key: bytes | None) -> str | None:
     """The key a request sends, in either header; None if it sends none. Two different keys
     are refused rather than one picked by header order: whichever was picked, the request
     would act, and be audited, as a key its sender may not have meant (RFC 6750 forbids
     sending a token more than one way)."""
     bearer = api_key = None
-    for name, value in headers:
-        lowered = name.lower()
-        if lowered == b"authorization":
-            scheme, _, token = value.decode("latin-1").strip().partition(" ")
-            if scheme.lower() == "bearer" and token.strip():
-                bearer = token.strip()
-        elif lowered == b"x-api-key" and value.strip():
-            api_key = value.decode("latin-1").strip()
+    if authorization is not None:
+        scheme, _, token = authorization.decode("latin-1").strip().partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            bearer = token.strip()
+    if x_api_key is not None and x_api_key.strip():
+        api_key = x_api_key.decode("latin-1").strip()
     if bearer is not None and api_key is not None and bearer != api_key:
         raise Problem(
             401,

@@ -60,6 +60,9 @@ class PredictionCache(ABC):
     :attr:`counters` (``hits + misses + bypassed`` = rows looked up) for :meth:`status`."""
 
     backend: str
+    in_process: bool = False
+    """True when the cache never does I/O (:class:`MemoryCache`): the request path then calls
+    :meth:`lookup` and :meth:`store` for a one-record request, without a coroutine."""
 
     def __init__(self, ttl_seconds: float) -> None:
         if not ttl_seconds > 0:
@@ -91,6 +94,17 @@ class PredictionCache(ABC):
     @abstractmethod
     async def close(self) -> None:
         """Release connections and background tasks (at server shutdown, on the same loop)."""
+
+    def lookup(self, key: bytes) -> CachedAnswer | None:
+        """:meth:`get_many` of one key, without I/O: only for a cache that is ``in_process``."""
+        raise NotImplementedError(f"the {self.backend} cache is looked up with get_many")
+
+    def store(
+        self, key: bytes, prediction: Any, probabilities: dict[str, float] | None, inputs: Any
+    ) -> None:
+        """:meth:`set_many` of one answer (a :class:`CachedAnswer`'s fields), without I/O: only
+        for a cache that is ``in_process``."""
+        raise NotImplementedError(f"the {self.backend} cache is written with set_many")
 
     def status(self) -> dict[str, Any]:
         """What ``/readyz`` shows: backend, whether it is reachable, the last error, counters."""
@@ -131,6 +145,7 @@ class MemoryCache(PredictionCache):
     """
 
     backend = "memory"
+    in_process = True
 
     def __init__(
         self,
@@ -149,43 +164,51 @@ class MemoryCache(PredictionCache):
     def __len__(self) -> int:
         return len(self._entries)
 
+    def lookup(self, key: bytes) -> CachedAnswer | None:
+        entry = self._entries.get(key)
+        if entry is not None:
+            if entry[0] > self._clock():
+                self._entries.move_to_end(key)
+                self.counters["hits"] += 1
+                return _decode_answer(entry[1])
+            del self._entries[key]
+        self.counters["misses"] += 1
+        return None
+
+    def store(
+        self, key: bytes, prediction: Any, probabilities: dict[str, float] | None, inputs: Any
+    ) -> None:
+        self._put(key, prediction, probabilities, inputs, self._clock() + self.ttl_seconds)
+
     async def get_many(self, keys: Sequence[bytes]) -> list[CachedAnswer | None]:
-        now = self._clock()
-        entries = self._entries
-        found: list[CachedAnswer | None] = []
-        hits = 0
-        for key in keys:
-            entry = entries.get(key)
-            if entry is None:
-                found.append(None)
-            elif entry[0] <= now:
-                del entries[key]
-                found.append(None)
-            else:
-                entries.move_to_end(key)
-                found.append(_decode_answer(entry[1]))
-                hits += 1
-        self.counters["hits"] += hits
-        self.counters["misses"] += len(found) - hits
-        return found
+        return [self.lookup(key) for key in keys]
 
     async def set_many(
         self, items: Sequence[tuple[bytes, CachedAnswer]], ttl_seconds: float | None = None
     ) -> None:
         expires = self._clock() + self._ttl(ttl_seconds)
-        entries = self._entries
-        stored = 0
         for key, answer in items:
-            try:
-                entries[key] = (expires, _encode_answer(answer))
-            except TypeError:  # an answer JSON cannot hold is not kept, as in Redis
-                self.counters["dropped"] += 1
-                continue
-            entries.move_to_end(key)
-            stored += 1
-        while len(entries) > self.max_entries:
+            self._put(key, answer.prediction, answer.probabilities, answer.inputs, expires)
+
+    def _put(
+        self,
+        key: bytes,
+        prediction: Any,
+        probabilities: dict[str, float] | None,
+        inputs: Any,
+        expires: float,
+    ) -> None:
+        try:
+            encoded = _encode_answer(prediction, probabilities, inputs)
+        except TypeError:  # an answer JSON cannot hold is not kept, as in Redis
+            self.counters["dropped"] += 1
+            return
+        entries = self._entries
+        entries[key] = (expires, encoded)
+        entries.move_to_end(key)
+        self.counters["stored"] += 1
+        if len(entries) > self.max_entries:  # one in, at most one out
             entries.popitem(last=False)
-        self.counters["stored"] += stored
 
     async def close(self) -> None:
         self._entries.clear()
@@ -194,10 +217,8 @@ class MemoryCache(PredictionCache):
         return {**super().status(), "entries": len(self._entries), "max_entries": self.max_entries}
 
 
-def _encode_answer(answer: CachedAnswer) -> bytes:
-    fields: list[Any] = [answer.prediction, answer.probabilities]
-    if answer.inputs is not None:
-        fields.append(answer.inputs)
+def _encode_answer(prediction: Any, probabilities: dict[str, float] | None, inputs: Any) -> bytes:
+    fields = (prediction, probabilities) if inputs is None else (prediction, probabilities, inputs)
     return orjson.dumps(fields, option=orjson.OPT_SERIALIZE_NUMPY)
 
 

@@ -157,7 +157,7 @@ class CacheKeys:
     computed once and copied per record.
     """
 
-    __slots__ = ("_all_numbers", "_base", "_columns", "_pack", "prefix")
+    __slots__ = ("_base", "_columns", "_numbers_base", "_pack", "prefix")
 
     def __init__(self, model_name: str, model_version: int | str, columns: Sequence[str]) -> None:
         self.prefix = f"{model_name}:{model_version}:".encode()
@@ -168,17 +168,19 @@ class CacheKeys:
             _encode(name, header)
         self._base.update(b"".join(header))
         self._pack = struct.Struct(f"<{len(self._columns)}d").pack
-        self._all_numbers = b"f" * len(self._columns)
+        # The state after the tags of a record of numbers only: one update per such record.
+        self._numbers_base = self._base.copy()
+        self._numbers_base.update(b"f" * len(self._columns))
 
     def key(self, record: Mapping[str, Any]) -> bytes:
         """The key of one record."""
         values = list(map(record.get, self._columns))
-        digest = self._base.copy()
         numbers = _as_doubles(values)
         if numbers is not None:
-            digest.update(self._all_numbers)
+            digest = self._numbers_base.copy()
             digest.update(self._pack(*numbers))
         else:
+            digest = self._base.copy()
             tags = bytearray()
             payload: list[bytes] = []
             for value in values:

@@ -172,7 +172,7 @@ class RedisCache(PredictionCache):
         stored = 0
         for key, answer in items:
             try:
-                value = _encode_answer(answer)
+                value = _encode_answer(answer.prediction, answer.probabilities, answer.inputs)
             except TypeError:  # an answer JSON cannot hold is not kept; the next one might be
                 self.counters["dropped"] += 1
                 continue

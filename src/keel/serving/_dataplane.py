@@ -168,8 +168,12 @@ class Dataplane:
             )
         started = time.perf_counter()
         hits: list[bool] | None = None
-        if runtime.policy.cache and self.cache is not None and runtime.cache_keys is not None:
-            results, hits = await self._cached(runtime, records, self.cache, runtime.cache_keys)
+        cache = self.cache
+        if runtime.policy.cache and cache is not None and runtime.cache_keys is not None:
+            if len(records) == 1 and cache.in_process:
+                results, hits = await self._cached_one(runtime, records, cache, runtime.cache_keys)
+            else:
+                results, hits = await self._cached(runtime, records, cache, runtime.cache_keys)
         else:
             results = await self._run(runtime, records)
         latency_ms = (time.perf_counter() - started) * 1000
@@ -236,6 +240,27 @@ class Dataplane:
                     ]
                 )
         return [r for r in results if r is not None], hits
+
+    async def _cached_one(
+        self,
+        runtime: EndpointRuntime,
+        records: list[Record],
+        cache: PredictionCache,
+        keys_of: CacheKeys,
+    ) -> tuple[list[RowResult], list[bool]]:
+        """:meth:`_cached` for the usual online request, one record and an in-process cache:
+        the same steps without a coroutine or a list per step (a miss is the request path's
+        worst case for the cache, paid on every request that brings a record never seen)."""
+        key = keys_of.key(records[0])
+        found = cache.lookup(key)
+        self.metrics.cache_lookup(runtime.name, found is not None)
+        if found is not None:
+            return [RowResult(found.prediction, found.probabilities, found.inputs)], [True]
+        results = await self._run(runtime, records)
+        result = results[0]
+        if result.fallback is None:
+            cache.store(key, result.prediction, result.probabilities, result.inputs)
+        return results, [False]
 
     async def _run(self, runtime: EndpointRuntime, records: list[Record]) -> list[RowResult]:
         """The primary's answers, or the fallback's when the primary raises, times out or its

@@ -28,7 +28,6 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -41,28 +40,47 @@ from keel.errors import (
     ApiKeyNotFound,
     InvalidApiKey,
     MetadataStoreError,
-    MissingScope,
 )
 from keel.registry._rows import audit
+from keel.serving._key_record import (
+    ACTIVE,
+    ADMIN,
+    EXPIRED,
+    FEEDBACK,
+    PREDICT,
+    REVOKED,
+    SCOPES,
+    KeyRecord,
+    check_limits,
+    check_name,
+    check_scopes,
+    describe,
+    record_from_row,
+)
 from keel.store import MetadataStore, now
 from keel.store import _tables as t
 
 logger = logging.getLogger("keel.serving.keys")
 
-PREDICT, FEEDBACK, ADMIN = "predict", "feedback", "admin"
-SCOPES = frozenset({PREDICT, FEEDBACK, ADMIN})
+__all__ = [
+    "ACTIVE",
+    "ADMIN",
+    "EXPIRED",
+    "FEEDBACK",
+    "PREDICT",
+    "REVOKED",
+    "SCOPES",
+    "KeyRecord",
+    "KeyStore",
+]
 
 CREATE, REVOKE = "create", "revoke"
-ACTIVE, REVOKED, EXPIRED = "active", "revoked", "expired"
 
 _PREFIX = "keel"
 _ID_BYTES = 8
 _SECRET_BYTES = 32
 # keel_<16 hex>_<43 URL-safe base64 characters>; anything else is refused before a lookup.
 _SECRET = re.compile(r"^keel_([0-9a-f]{16})_([A-Za-z0-9_\-]{43})$")
-# Key names follow the endpoint-name rule: they appear on the command line and in audit entries.
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,254}$")
-
 DEFAULT_CACHE_TTL = 5.0
 DEFAULT_CACHE_SIZE = 10_000
 DEFAULT_MAX_STALE = 3600.0
@@ -72,73 +90,6 @@ DEFAULT_RETRY_SECONDS = 1.0
 def hash_secret(secret: str) -> str:
     """The hex SHA-256 of a secret: what the ``api_keys`` table stores."""
     return hashlib.sha256(secret.encode()).hexdigest()
-
-
-@dataclass(frozen=True)
-class KeyRecord:
-    """One API key, without its secret or hash.
-
-        record = keys.authenticate(secret)
-        record.require("predict")          # MissingScope unless the key has it
-        limiter.take(record.id, record.rate_per_second, record.burst)   # when record.limited
-
-    Scopes are independent: ``admin`` does not imply ``predict`` or ``feedback``.
-    """
-
-    id: str
-    name: str
-    scopes: frozenset[str]
-    rate_per_second: float | None
-    """Token-bucket refill rate; None means the key has no rate limit of its own."""
-    burst: int | None
-    """Token-bucket capacity (set whenever ``rate_per_second`` is)."""
-    created_at: float
-    created_by: str
-    expires_at: float | None
-    revoked_at: float | None
-    revoked_by: str | None
-    revoke_reason: str | None
-
-    def allows(self, scope: str) -> bool:
-        return scope in self.scopes
-
-    def require(self, scope: str) -> None:
-        """Raise :class:`MissingScope` unless the key has ``scope``."""
-        if scope not in self.scopes:
-            raise MissingScope(self.name, scope)
-
-    @property
-    def limited(self) -> bool:
-        return self.rate_per_second is not None
-
-    @property
-    def actor(self) -> str:
-        """Who the key acts as in audit entries: ``key:<name>/<id>``."""
-        return f"key:{self.name}/{self.id}"
-
-    def status(self, at: float | None = None) -> str:
-        """``active``, ``revoked`` or ``expired`` at epoch time ``at`` (default: now)."""
-        if self.revoked_at is not None:
-            return REVOKED
-        if self.expires_at is not None and self.expires_at <= (now() if at is None else at):
-            return EXPIRED
-        return ACTIVE
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "name": self.name,
-            "scopes": sorted(self.scopes),
-            "rate_per_second": self.rate_per_second,
-            "burst": self.burst,
-            "status": self.status(),
-            "created_at": self.created_at,
-            "created_by": self.created_by,
-            "expires_at": self.expires_at,
-            "revoked_at": self.revoked_at,
-            "revoked_by": self.revoked_by,
-            "revoke_reason": self.revoke_reason,
-        }
 
 
 class KeyStore:
@@ -195,6 +146,7 @@ class KeyStore:
         """While the database is failing: until when it is not asked again."""
         self._last_error: str | None = None
         self._stale_answers = 0
+        self._generation = 0
 
     # -- changing --------------------------------------------------------------------------------
 
@@ -212,9 +164,9 @@ class KeyStore:
 
         ``burst`` defaults to one second's worth of ``rate_per_second`` (at least 1); a burst
         without a rate is refused."""
-        _check_name(name)
-        scope_set = _check_scopes(scopes)
-        rate, burst = _check_limits(rate_per_second, burst)
+        check_name(name)
+        scope_set = check_scopes(scopes)
+        rate, burst = check_limits(rate_per_second, burst)
         if expires_at is not None and not math.isfinite(expires_at):
             raise ApiKeyError("expires_at must be a finite epoch time")
         key_id = secrets.token_hex(_ID_BYTES)
@@ -255,7 +207,7 @@ class KeyStore:
                 )
             except exc.IntegrityError:  # the same name, created by someone else since the check
                 raise ApiKeyExists(name) from None
-            audit(connection, who, "api_key", key_id, CREATE, None, _describe(record), None)
+            audit(connection, who, "api_key", key_id, CREATE, None, describe(record), None)
         return record, secret
 
     def revoke(self, id_or_name: str, reason: str, *, actor: str | None = None) -> KeyRecord:
@@ -268,7 +220,7 @@ class KeyStore:
         with self._store.write() as connection:
             row = _find(connection, id_or_name, lock=True)
             if row.revoked_at is not None:
-                return _record_from_row(row)
+                return record_from_row(row)
             at = now()
             connection.execute(
                 keys.update()
@@ -279,13 +231,14 @@ class KeyStore:
             revoked = connection.execute(sa.select(keys).where(keys.c.id == row.id)).one()
         with self._lock:
             self._cache.pop(row.secret_hash, None)
-        return _record_from_row(revoked)
+            self._generation += 1
+        return record_from_row(revoked)
 
     # -- reading ---------------------------------------------------------------------------------
 
     def get(self, id_or_name: str) -> KeyRecord:
         with self._store.read() as connection:
-            return _record_from_row(_find(connection, id_or_name, lock=False))
+            return record_from_row(_find(connection, id_or_name, lock=False))
 
     def list(self, *, include_revoked: bool = True) -> builtins.list[KeyRecord]:
         """Every key, oldest first (never a secret or a hash)."""
@@ -295,9 +248,21 @@ class KeyStore:
             query = query.where(keys.c.revoked_at.is_(None))
         with self._store.read() as connection:
             rows = connection.execute(query).all()
-        return [_record_from_row(row) for row in rows]
+        return [record_from_row(row) for row in rows]
 
     # -- the request path ------------------------------------------------------------------------
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        """The monotonic clock the cache's times are read from (deadlines compare with it)."""
+        return self._clock
+
+    @property
+    def generation(self) -> int:
+        """Bumped each time this object forgets a key it verified (revoked through it, or
+        refused by the database): an answer of :meth:`cached_until` stands only while the
+        generation is the one it was given under."""
+        return self._generation
 
     def cached(self, secret: str) -> KeyRecord | None:
         """The key for ``secret`` if it was verified less than ``cache_ttl`` seconds ago (less
@@ -306,6 +271,15 @@ class KeyStore:
         is bad).
         Never does I/O: an async server can call this on its loop and go to a thread for
         :meth:`authenticate` only on a miss."""
+        hit = self.cached_until(secret)
+        return None if hit is None else hit[0]
+
+    def cached_until(self, secret: str) -> tuple[KeyRecord, float | None] | None:
+        """:meth:`cached`, with the time (on :attr:`clock`) until which the answer stands
+        without asking again: ``verified + cache_ttl``; None for an answer that must be asked
+        again on each request (one given from memory while the database fails, or a key with
+        an expiry). A caller that keeps the answer must also drop it when :attr:`generation`
+        changes."""
         if not isinstance(secret, str):
             return None
         digest = hash_secret(secret)
@@ -319,13 +293,19 @@ class KeyStore:
             if age >= self._max_stale:
                 del self._cache[digest]
                 return None
+            until: float | None = verified + self._ttl
             if age >= self._ttl:
                 if self._down_until is None or current >= self._down_until:
                     return None  # ask the database (kept in case it cannot answer)
                 self._stale_answers += 1
-        if record.status() != ACTIVE:
+                until = None
+        if record.revoked_at is not None:
             return None
-        return record
+        if record.expires_at is not None:
+            if record.status() != ACTIVE:
+                return None
+            until = None
+        return record, until
 
     def authenticate(self, secret: str) -> KeyRecord:
         """The active key ``secret`` belongs to, or :class:`InvalidApiKey` (unknown, malformed,
@@ -353,7 +333,7 @@ class KeyStore:
         if not hmac.compare_digest(digest, stored) or row is None:
             self._forget(digest)
             raise _rejected("unknown", key_id)
-        record = _record_from_row(row)
+        record = record_from_row(row)
         status = record.status()
         if status != ACTIVE:
             self._forget(digest)  # so no later outage brings a revoked key back
@@ -411,6 +391,7 @@ class KeyStore:
     def _forget(self, digest: str) -> None:
         with self._lock:
             self._cache.pop(digest, None)
+            self._generation += 1
 
 
 # -- helpers ---------------------------------------------------------------------------------------
@@ -419,43 +400,6 @@ class KeyStore:
 def _rejected(reason: str, key_id: str | None) -> InvalidApiKey:
     logger.warning("API key rejected (%s), key id %s", reason, key_id or "-")
     return InvalidApiKey(reason, key_id)
-
-
-def _check_name(name: str) -> None:
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise ApiKeyError(
-            f"'{name}' is not a valid key name: use letters, digits, '_', '-' and '.', "
-            "starting with a letter or digit"
-        )
-
-
-def _check_scopes(scopes: Iterable[str]) -> frozenset[str]:
-    if isinstance(scopes, str):
-        scopes = [scopes]
-    given = frozenset(scopes)
-    unknown = sorted(given - SCOPES)
-    if unknown:
-        raise ApiKeyError(
-            f"unknown scope {', '.join(repr(s) for s in unknown)}: "
-            f"scopes are {', '.join(sorted(SCOPES))}"
-        )
-    if not given:
-        raise ApiKeyError(f"a key needs at least one scope ({', '.join(sorted(SCOPES))})")
-    return given
-
-
-def _check_limits(rate: float | None, burst: int | None) -> tuple[float | None, int | None]:
-    if rate is None:
-        if burst is not None:
-            raise ApiKeyError("a burst needs a rate: give rate_per_second too")
-        return None, None
-    if not math.isfinite(rate) or rate <= 0:
-        raise ApiKeyError(f"rate_per_second must be a positive number, not {rate}")
-    if burst is None:
-        burst = max(1, math.ceil(rate))
-    if isinstance(burst, bool) or not isinstance(burst, int) or burst < 1:
-        raise ApiKeyError(f"burst must be a whole number of at least 1, not {burst}")
-    return float(rate), burst
 
 
 def _find(connection: Connection, ref: str, *, lock: bool) -> Row[Any]:
@@ -469,29 +413,3 @@ def _find(connection: Connection, ref: str, *, lock: bool) -> Row[Any]:
         if row is not None:
             return row
     raise ApiKeyNotFound(ref)
-
-
-def _describe(record: KeyRecord) -> str:
-    """The audited value of a new key: its name, scopes and limits (never the secret)."""
-    parts = [record.name, "scopes=" + ",".join(sorted(record.scopes))]
-    if record.rate_per_second is not None:
-        parts.append(f"rate={record.rate_per_second:g}/s burst={record.burst}")
-    if record.expires_at is not None:
-        parts.append(f"expires_at={record.expires_at:.0f}")
-    return " ".join(parts)
-
-
-def _record_from_row(row: Row[Any]) -> KeyRecord:
-    return KeyRecord(
-        id=row.id,
-        name=row.name,
-        scopes=frozenset(row.scopes),
-        rate_per_second=row.rate_per_second,
-        burst=row.burst,
-        created_at=row.created_at,
-        created_by=row.created_by,
-        expires_at=row.expires_at,
-        revoked_at=row.revoked_at,
-        revoked_by=row.revoked_by,
-        revoke_reason=row.revoke_reason,
-    )

@@ -347,6 +347,14 @@ class ServingMetrics:
             child = self._children[key] = self._fallbacks.labels(endpoint, reason)
         child.inc()
 
+    def cache_lookup(self, endpoint: str, hit: bool) -> None:
+        """One row looked up in the prediction cache (:meth:`cache_lookups` of one)."""
+        key = ("c", endpoint, "hit" if hit else "miss")
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self._cache_lookups.labels(*key[1:])
+        child.inc()
+
     def cache_lookups(self, endpoint: str, hits: list[bool]) -> None:
         found = sum(hits)
         for result, count in (("hit", found), ("miss", len(hits) - found)):

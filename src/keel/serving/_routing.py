@@ -33,7 +33,10 @@ plus an addition. ``salt`` (the endpoint's name, say) makes different endpoints 
 keys independently. Choosing is O(n) in the n arms with a weight: one blake2b digest and one
 ``log`` each, some 0.7 µs per arm (2 µs for a 90/10 split); splits have two to five arms,
 and an O(1) or O(log n) lookup table over a hash would give up the movement guarantees, which
-matter more than a microsecond here. Keyless requests bisect the cumulative weights.
+matter more than a microsecond here. A router remembers the arm of the last keys it chose
+for (up to :data:`_REMEMBERED` of them; the answer is a pure function, so remembering it
+changes nothing but the cost: a returning user is one dictionary lookup). Keyless requests
+bisect the cumulative weights.
 """
 
 from __future__ import annotations
@@ -55,6 +58,10 @@ ROUTING_HEADER = "x-keel-routing-key"
 
 _PERSON = b"keel-arm-router"  # blake2b personalisation: these hashes mean nothing elsewhere
 _SCALE = 2.0**-53
+_HEADER_NAME = ROUTING_HEADER.encode()
+_REMEMBERED = 65_536
+"""Keys whose arm a router keeps (then forgets them all and starts again: no LRU bookkeeping
+on the request path, and a bound on memory whatever the keys' cardinality)."""
 
 
 class ArmRouter:
@@ -124,6 +131,7 @@ class ArmRouter:
             cumulative.append(running)
         cumulative[-1] = 1.0
         self._cumulative = tuple(cumulative)
+        self._chosen: dict[str | bytes, int] = {}
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -141,6 +149,9 @@ class ArmRouter:
         """
         if key is None:
             return self._draw()
+        chosen = self._chosen.get(key)
+        if chosen is not None:
+            return chosen
         if len(self._live) == 1:
             return self._live[0]
         data = key.encode("utf-8", "surrogatepass") if isinstance(key, str) else key
@@ -154,6 +165,9 @@ class ArmRouter:
             score = -math.log(u) * inverse_weight
             if score < best_score:
                 best, best_score = index, score
+        if len(self._chosen) >= _REMEMBERED:
+            self._chosen.clear()
+        self._chosen[key] = best
         return best
 
     def _draw(self) -> int:
@@ -207,6 +221,19 @@ def routing_key(
     return key_of_field(record, field)
 
 
+def routing_header(headers: Mapping[bytes, bytes]) -> str | None:
+    """The routing key of a request's ``X-Keel-Routing-Key`` header, from the ASGI headers as a
+    dictionary (names lower-case, as ASGI gives them): the request path's one lookup. Decoded
+    and stripped as :func:`routing_key` does; an empty value is no key."""
+    raw = headers.get(_HEADER_NAME)
+    if raw is None:
+        return None
+    try:
+        return raw.decode("utf-8").strip() or None
+    except UnicodeDecodeError:
+        return raw.decode("latin-1").strip() or None
+
+
 def key_of_field(record: Mapping[str, Any], field: str) -> str | None:
     """The routing key ``record[field]`` gives (its canonical text, see :func:`routing_key`)."""
     return _canonical(record.get(field))
@@ -224,12 +251,15 @@ def _header(headers: Headers, name: str) -> str | None:
     wanted = lowered.encode("latin-1")
     for raw_name, raw_value in headers:
         if raw_name.lower() == wanted:
-            try:
-                text = raw_value.decode("utf-8")
-            except UnicodeDecodeError:
-                text = raw_value.decode("latin-1")
-            return text.strip()
+            return _decoded(raw_value).strip()
     return None
+
+
+def _decoded(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
 
 
 def _canonical(value: Any) -> str | None:
