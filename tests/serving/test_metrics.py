@@ -18,11 +18,13 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
+from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.parser import text_string_to_metric_families
 
 from keel import Workspace
 from keel.serving._batching import BatchRecord
 from keel.serving._metrics import ServingMetrics
+from keel.serving._metrics_sources import Tally
 from keel.serving._predlog import Compactor, PredictionEntry, PredictionLog, new_prediction_id
 from keel.serving._server import serving_app
 
@@ -366,3 +368,19 @@ def test_several_processes_are_merged_and_dead_ones_forgotten(tmp_path: Path) ->
     assert _pids(after, "process_cpu_seconds_total") == {pid_first, pid_second}
     assert not list(directory.glob(f"gauge_live*_{pid_first}.db"))
     assert _value(after, "keel_prediction_log_degraded") == 0
+
+
+def test_a_tally_publishes_what_was_counted_since_it_last_did_and_nothing_twice() -> None:
+    registry = CollectorRegistry()
+    counter = Counter("things", "Things.", ["endpoint", "result"], registry=registry)
+    tally = Tally(counter)
+    tally.counts["a", "hit"] += 2
+    tally.counts["a", "miss"] += 1
+
+    tally.publish()
+    tally.publish()
+    tally.counts["a", "hit"] += 3
+    tally.publish()
+
+    assert registry.get_sample_value("things_total", {"endpoint": "a", "result": "hit"}) == 5
+    assert registry.get_sample_value("things_total", {"endpoint": "a", "result": "miss"}) == 1

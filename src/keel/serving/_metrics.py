@@ -19,13 +19,16 @@ how a gauge merges across worker processes)::
     keel_queue_wait_seconds{endpoint}                              histogram
     keel_batch_rows{endpoint}, keel_batch_duration_seconds{endpoint}   histograms
     keel_model_load_seconds{endpoint, model, model_version}        gauge    liveall (+ pid)
+    keel_cache_lookups_total{endpoint, result}                   * counter  (tallied per request,
+                                                                   published when sampled)
     keel_dependency_up{dependency}                               * gauge    livemin (1 reachable,
                                                                    0 serving degraded:
                                                                    cache, ratelimit,
                                                                    api_keys, metadata)
-    keel_arm_requests_total{endpoint, arm},
-    keel_arm_duration_seconds{endpoint, arm}                       counter, histogram (model
-                                                                   time per traffic-split arm)
+    keel_arm_requests_total{endpoint, arm}                       * counter  (tallied per request,
+                                                                   published when sampled)
+    keel_arm_duration_seconds{endpoint, arm}                       histogram (model time per
+                                                                   traffic-split arm)
     keel_shadow_requests_total{endpoint, model, outcome}           counter  (outcome: ok, error,
                                                                    timeout, invalid_input,
                                                                    dropped)
@@ -87,6 +90,7 @@ from keel.serving._metrics_sources import (
     LagCollector,
     Mirror,
     ProcessSampler,
+    Tally,
     forget_dead_processes,
 )
 from keel.serving._metrics_traffic import TrafficMetrics
@@ -263,6 +267,7 @@ class ServingMetrics:
         )
         self._dependencies: dict[str, tuple[Callable[[], bool], Any]] = {}
         self._children: dict[tuple[str, ...], Any] = {}
+        self._cache_tally = Tally(self._cache_lookups)
         self._queues: dict[str, tuple[Callable[[], int], Any]] = {}
         self._log_counters: list[tuple[str, Mirror]] = []
         self._log_gauges: list[tuple[str, Any]] = []
@@ -348,22 +353,19 @@ class ServingMetrics:
         child.inc()
 
     def cache_lookup(self, endpoint: str, hit: bool) -> None:
-        """One row looked up in the prediction cache (:meth:`cache_lookups` of one)."""
-        key = ("c", endpoint, "hit" if hit else "miss")
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = self._cache_lookups.labels(*key[1:])
-        child.inc()
+        """One row looked up in the prediction cache: tallied in a plain dictionary (one
+        addition on the request path, where a counter takes a lock and, with several workers,
+        writes a memory-mapped file) and published into ``keel_cache_lookups_total`` by
+        :meth:`refresh`, before every scrape and by a worker's sampler thread."""
+        self._cache_tally.counts[endpoint, "hit" if hit else "miss"] += 1
 
     def cache_lookups(self, endpoint: str, hits: list[bool]) -> None:
         found = sum(hits)
-        for result, count in (("hit", found), ("miss", len(hits) - found)):
-            if count:
-                key = ("c", endpoint, result)
-                child = self._children.get(key)
-                if child is None:
-                    child = self._children[key] = self._cache_lookups.labels(endpoint, result)
-                child.inc(count)
+        counts = self._cache_tally.counts
+        if found:
+            counts[endpoint, "hit"] += found
+        if len(hits) > found:
+            counts[endpoint, "miss"] += len(hits) - found
 
     def breaker_observer(self, endpoint: str) -> Callable[[Transition], None]:
         """The ``on_transition`` of ``endpoint``'s breakers: the state gauge and the count."""
@@ -407,6 +409,8 @@ class ServingMetrics:
                 gauge.set(queued())
             for reachable, gauge in self._dependencies.values():
                 gauge.set(1 if reachable() else 0)
+            self._cache_tally.publish()
+            self.traffic.publish()
             if self._process is not None:
                 self._process.refresh()
 

@@ -10,6 +10,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from keel.serving._metrics_sources import Tally
+
 
 class TrafficMetrics:
     """Counts and times per arm, and what shadow versions did with the copies they got.
@@ -57,17 +59,19 @@ class TrafficMetrics:
             ["endpoint", "model"],
             registry=owner,
         )
-        self._arms: dict[tuple[str, str], tuple[Any, Any]] = {}  # label children, per request
+        self._arm_tally = Tally(self._arm_requests)
+        self._arm_children: dict[tuple[str, str], Any] = {}  # histogram children, per request
 
     def arm(self, endpoint: str, arm: str, seconds: float) -> None:
-        pair = self._arms.get((endpoint, arm))
-        if pair is None:
-            pair = self._arms[endpoint, arm] = (
-                self._arm_requests.labels(endpoint, arm),
-                self._arm_seconds.labels(endpoint, arm),
-            )
-        pair[0].inc()
-        pair[1].observe(seconds)
+        self._arm_tally.counts[endpoint, arm] += 1
+        child = self._arm_children.get((endpoint, arm))
+        if child is None:
+            child = self._arm_children[endpoint, arm] = self._arm_seconds.labels(endpoint, arm)
+        child.observe(seconds)
+
+    def publish(self) -> None:
+        """Publish the per-arm request counts (see :class:`~._metrics_sources.Tally`)."""
+        self._arm_tally.publish()
 
     def shadow(
         self,
