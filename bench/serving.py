@@ -29,6 +29,7 @@ the same harness, the same body and the same pinning.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import http.client
 import os
 import re
@@ -69,6 +70,9 @@ class Result:
     p99_ms: float
     errors: int
     """Non-2xx answers plus socket errors (connect, read, write, timeout)."""
+    cpu_us: float = float("nan")
+    """The server's CPU time (user + system, every process of its group) per request over the
+    measured run: on its one pinned core, the cost throughput is the inverse of."""
 
 
 def thin(model: str, pickle_path: Path, workdir: Path) -> tuple[list[str], str]:
@@ -155,12 +159,19 @@ def keel_arms(model: str, pickle_path: Path, workdir: Path) -> tuple[list[str], 
     return keel(model, pickle_path, workdir, arms=True)
 
 
+def keel_arms_auth(model: str, pickle_path: Path, workdir: Path) -> tuple[list[str], str]:
+    """keel-all without the cache: what every request pays whatever it asks (a 90/10 split,
+    API keys and rate limits, the breaker)."""
+    return keel(model, pickle_path, workdir, arms=True, auth=True)
+
+
 SERVERS: dict[str, Server] = {
     "thin": thin,
     "keel": keel,
     "keel-cache": keel_cache_hits,
     "keel-auth": keel_auth,
     "keel-arms": keel_arms,
+    "keel-arms-auth": keel_arms_auth,
     "keel-all": keel_everything,
 }
 
@@ -181,22 +192,47 @@ def measure(
     duration: int = 10,
     warmup: int = 2,
     varied: bool = False,
+    repeat_share: float = 0.0,
 ) -> Result:
     """Start ``server_cmd`` ("{port}" filled in) on core 1, load it with wrk from core 0
-    (``varied``: a different body on every request, see bench/wrk_post_varied.lua)."""
+    (``varied``: a different body on every request but a ``repeat_share`` of them, which
+    repeat one record; see bench/wrk_post_varied.lua)."""
     port = free_port()
     key = api_key(server_cmd)
-    with serving([arg.format(port=port) for arg in server_cmd], port, body, path, key):
+    with serving([arg.format(port=port) for arg in server_cmd], port, body, path, key) as pid:
         url = f"http://127.0.0.1:{port}{path}"
+        # The fixed script sends no API key: a server that needs one gets the varied script
+        # told to repeat the body every time, so --varied alone decides the bodies.
         script = VARIED_LUA if varied or key else LUA
-        extra = [key] if key else []
+        share = repeat_share if varied else 1.0
+        extra = [key or "", f"{share:g}"] if script == VARIED_LUA else []
         with tempfile.NamedTemporaryFile(suffix=".json") as body_file:
             body_file.write(body)
             body_file.flush()
             if warmup > 0:
                 wrk(url, [body_file.name, *extra], connections, warmup, script)
+            cpu_before = group_cpu_seconds(pid)
             output = wrk(url, [body_file.name, *extra], connections, duration, script)
-            return parse_wrk(output, connections)
+            cpu = group_cpu_seconds(pid) - cpu_before
+    result = parse_wrk(output, connections)
+    return dataclasses.replace(result, cpu_us=cpu / max(result.requests, 1) * 1e6)
+
+
+def group_cpu_seconds(group: int) -> float:
+    """User + system CPU seconds of every live process in process group ``group`` (the
+    server and any worker it started), from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended meanwhile
+            continue
+        if int(fields[2]) == group:  # fields after the name: state, ppid, pgrp, ...
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
 
 
 def wrk(url: str, args: list[str], connections: int, seconds: int, script: Path = LUA) -> str:
@@ -319,15 +355,29 @@ def main() -> None:
         action="store_true",
         help="a different body on every request (a cache then misses)",
     )
+    parser.add_argument(
+        "--repeat-share",
+        type=float,
+        default=0.0,
+        help="with --varied, the share of requests that repeat one record (a cache answers "
+        "them): 0.1 is a 10 %% hit rate",
+    )
     args = parser.parse_args()
+    if not 0.0 <= args.repeat_share <= 1.0:
+        parser.error("--repeat-share is a share of requests, between 0 and 1")
     print(machine())
     script = "wrk_post_varied.lua" if args.varied else "wrk_post.lua"
+    if args.varied and args.repeat_share:
+        script += f" (a share of {args.repeat_share:g} repeating one record)"
     print(
         f"server: taskset -c {SERVER_CORE}; load: taskset -c {LOAD_CORE} wrk -t1 -cN "
         f"-d{args.duration}s --latency -s bench/{script} (after {args.warmup} s warm-up)"
     )
     body = request_body()
-    print(f"{'server':<11}{'model':<24}{'conns':>6}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}")
+    print(
+        f"{'server':<15}{'model':<24}{'conns':>6}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}"
+        f"{'cpu µs/req':>12}"
+    )
     results: dict[tuple[str, str, int], list[Result]] = {}
     with tempfile.TemporaryDirectory(prefix="keel-bench-serving-") as tmp:
         workdir = Path(tmp)
@@ -347,13 +397,15 @@ def main() -> None:
                             duration=args.duration,
                             warmup=args.warmup,
                             varied=args.varied,
+                            repeat_share=args.repeat_share,
                         )
                         results.setdefault((server, model, connections), []).append(result)
                         errors = f"  ({result.errors} errors)" if result.errors else ""
                         print(
-                            f"{server:<11}{model:<24}{connections:>6}"
+                            f"{server:<15}{model:<24}{connections:>6}"
                             f"{result.requests_per_second:>10,.0f}"
-                            f"{result.p50_ms:>9.2f}{result.p99_ms:>9.2f}{errors}",
+                            f"{result.p50_ms:>9.2f}{result.p99_ms:>9.2f}"
+                            f"{result.cpu_us:>12.1f}{errors}",
                             flush=True,
                         )
     summarize(results)
@@ -361,29 +413,35 @@ def main() -> None:
 
 def summarize(results: dict[tuple[str, str, int], list[Result]]) -> None:
     """Medians per server and case: keel's throughput and p50/p99 ratios to thin, and each
-    keel variant's (cache, auth, arms, all of them) to keel."""
-    print("\nmedians (req/s, p50 ms, p99 ms) and keel / thin, keel-* / keel")
+    keel variant's (cache, auth, arms, all of them) to keel, with the server CPU time per
+    request each adds."""
+    print("\nmedians (req/s, p50 ms, p99 ms, server CPU µs per request) and keel / thin, "
+          "keel-* / keel")  # fmt: skip
     for (server, model, connections), runs in sorted(results.items()):
         if server == "thin":
             continue
-        rps, p50, p99 = _medians(runs)
-        line = f"{model:<24}{connections:>3} conns  {server:<10} {rps:>7,.0f} {p50:.2f} {p99:.2f}"
+        rps, p50, p99, cpu = _medians(runs)
+        line = (
+            f"{model:<24}{connections:>3} conns  {server:<14} {rps:>7,.0f} {p50:.2f} {p99:.2f} "
+            f"{cpu:6.1f}"
+        )
         base = "thin" if server == "keel" else "keel"
         base_runs = results.get((base, model, connections))
         if base_runs:
-            base_rps, base_p50, base_p99 = _medians(base_runs)
+            base_rps, base_p50, base_p99, base_cpu = _medians(base_runs)
             line += (
-                f"  vs {base} {base_rps:>7,.0f} {base_p50:.2f} {base_p99:.2f}: req/s "
-                f"x{rps / base_rps:.2f}  p50 x{p50 / base_p50:.2f}  p99 x{p99 / base_p99:.2f}"
+                f"  vs {base}: req/s x{rps / base_rps:.2f}  p50 x{p50 / base_p50:.2f}  "
+                f"p99 x{p99 / base_p99:.2f}  cpu {cpu - base_cpu:+.1f} µs"
             )
         print(line)
 
 
-def _medians(runs: list[Result]) -> tuple[float, float, float]:
+def _medians(runs: list[Result]) -> tuple[float, float, float, float]:
     return (
         statistics.median(r.requests_per_second for r in runs),
         statistics.median(r.p50_ms for r in runs),
         statistics.median(r.p99_ms for r in runs),
+        statistics.median(r.cpu_us for r in runs),
     )
 
 
