@@ -115,6 +115,41 @@ async def test_a_rollback_switches_back_to_the_kept_runtime_at_once(
     assert await served_version(client) == 1
 
 
+async def test_a_switch_and_a_rollback_under_load_fail_no_request(
+    app: ServingApp, client: httpx.AsyncClient, served: Workspace
+) -> None:
+    watcher = app.watcher
+    assert watcher is not None
+    statuses: list[int] = []
+    versions: list[int] = []
+    stop = asyncio.Event()
+
+    async def load() -> None:
+        while not stop.is_set():
+            response = await client.post("/v1/endpoints/churn/predict", json={"inputs": ROW})
+            statuses.append(response.status_code)
+            if response.status_code == 200:
+                versions.append(response.json()["model"]["version"])
+
+    clients = [asyncio.ensure_future(load()) for _ in range(8)]
+    await asyncio.sleep(0.05)
+    served.deployments.set("churn", model_uri="models:/churn/2", reason="new version")
+    await watcher.poll()
+    await asyncio.sleep(0.05)
+    answered_before_rollback = len(versions)
+    served.deployments.rollback("churn", 1, reason="v2 regressed")
+    await watcher.poll()  # the kept runtime of version 1 comes back while clients ask
+    await asyncio.sleep(0.05)
+    stop.set()
+    await asyncio.gather(*clients)
+
+    assert set(statuses) == {200}
+    changes = [v for i, v in enumerate(versions) if i == 0 or v != versions[i - 1]]
+    assert changes == [1, 2, 1]  # each switch happened once, between two requests
+    assert 2 in versions[:answered_before_rollback]
+    assert versions[-1] == 1
+
+
 async def test_a_version_that_fails_to_load_is_never_switched_to(
     app: ServingApp, client: httpx.AsyncClient, served: Workspace
 ) -> None:
