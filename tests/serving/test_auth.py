@@ -3,6 +3,7 @@ scope, 429 with Retry-After over the limit; health, readiness and metrics stay o
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from keel import Workspace
 from keel.serving._app import ServingApp
 from keel.serving._auth import Guard, auth_needed
 from keel.serving._dataplane import Problem
-from keel.serving._keys import KeyStore
+from keel.serving._keys import KeyRecord, KeyStore
 from keel.serving._ratelimit import MemoryLimiter
 from keel.serving._server import serving_app
 
@@ -243,3 +244,48 @@ async def test_a_key_with_an_expiry_is_refused_at_its_expiry_however_often_it_wa
     with pytest.raises(Problem) as refused:
         await guard.check(_headers(secret), "predict")
     assert refused.value.code == "invalid_api_key"
+
+
+async def test_concurrent_requests_of_a_key_the_store_must_ask_for_share_one_query(
+    workspace: Workspace,
+) -> None:
+    keys = KeyStore(workspace.store, "server", clock=FakeClock())
+    guard = Guard(keys, MemoryLimiter())
+    record, secret = keys.create("app", ["predict"])
+    _, other = keys.create("other", ["predict"])
+    asked: list[str] = []
+    authenticate = keys.authenticate
+
+    def counted(secret: str) -> KeyRecord:
+        asked.append(secret)
+        return authenticate(secret)
+
+    keys.authenticate = counted  # type: ignore[method-assign]
+    wrong = secret[:-4] + "AAAA"
+
+    answers = await asyncio.gather(
+        *(guard.check(_headers(s), "predict") for s in [secret] * 50 + [other] * 5 + [wrong] * 5),
+        return_exceptions=True,
+    )
+
+    assert sorted(set(asked)) == sorted({secret, other, wrong})
+    assert len(asked) == 3  # one query per distinct key, not one per request
+    assert {a.id for a in answers[:50] if isinstance(a, KeyRecord)} == {record.id}
+    assert all(isinstance(a, KeyRecord) for a in answers[:55])
+    assert all(isinstance(a, Problem) and a.status == 401 for a in answers[55:])
+
+
+async def test_a_request_cancelled_while_its_key_is_asked_for_leaves_the_others_answered(
+    workspace: Workspace,
+) -> None:
+    keys = KeyStore(workspace.store, "server", clock=FakeClock())
+    guard = Guard(keys, MemoryLimiter())
+    record, secret = keys.create("app", ["predict"])
+    first = asyncio.ensure_future(guard.check(_headers(secret), "predict"))
+    second = asyncio.ensure_future(guard.check(_headers(secret), "predict"))
+    await asyncio.sleep(0)  # both wait on the one query now
+
+    first.cancel()
+
+    assert (await second).id == record.id
+    assert first.cancelled()

@@ -59,6 +59,7 @@ class Guard:
         self._limit_in_thread = not isinstance(limiter, MemoryLimiter)
         # key headers -> (the key, until when on keys.clock, keys.generation then)
         self._remembered: dict[_Headers, tuple[KeyRecord, float, int]] = {}
+        self._in_flight: dict[_Headers, asyncio.Future[KeyRecord]] = {}
 
     async def check(self, headers: Mapping[bytes, bytes], scope: str) -> KeyRecord:
         """The key of a request allowed to use ``scope`` now (its ``actor`` is the identity
@@ -119,7 +120,7 @@ class Guard:
         hit = self.keys.cached_until(secret)
         if hit is None:
             try:
-                key = await asyncio.to_thread(self.keys.authenticate, secret)
+                key = await self._ask_once(sent, secret)
             except InvalidApiKey:
                 raise Problem(
                     401, "invalid_api_key", "invalid API key", headers=_CHALLENGE
@@ -135,6 +136,25 @@ class Guard:
                 self._remembered.clear()
             self._remembered[sent] = (key, until, generation)
         return key
+
+    async def _ask_once(self, sent: _Headers, secret: str) -> KeyRecord:
+        """``keys.authenticate(secret)`` in a thread, shared by every request that needs it
+        meanwhile: when a key's cached answer runs out, all its concurrent requests miss
+        together, and one database query answers them all instead of one each (a thousand
+        queued queries would hold every one of them up behind the others)."""
+        flight = self._in_flight.get(sent)
+        if flight is None:
+            flight = asyncio.ensure_future(asyncio.to_thread(self.keys.authenticate, secret))
+            self._in_flight[sent] = flight
+            flight.add_done_callback(lambda done: self._landed(sent, done))
+        # shield: a request cancelled while waiting must not cancel the others' answer
+        return await asyncio.shield(flight)
+
+    def _landed(self, sent: _Headers, flight: asyncio.Future[KeyRecord]) -> None:
+        if self._in_flight.get(sent) is flight:
+            del self._in_flight[sent]
+        if not flight.cancelled():
+            flight.exception()  # retrieved here: its waiters may all have gone
 
     def close(self) -> None:
         self.limiter.close()
