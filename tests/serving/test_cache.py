@@ -270,10 +270,15 @@ def test_cache_returns_stored_answers_and_misses_the_rest(backend: str) -> None:
         assert await cache.get_many(keys) == [None, answer(1), None, answer(3), None]
         status = cache.status()
         assert (status["hits"], status["misses"], status["stored"]) == (2, 8, 2)
+        assert status["hit_rate"] == 0.2
         assert status["reachable"] is True
         await cache.close()
 
     run(scenario())
+
+
+def test_a_cache_never_looked_up_has_no_hit_rate_yet() -> None:
+    assert open_cache("memory").status()["hit_rate"] is None
 
 
 def test_cache_round_trips_every_field_of_an_answer(backend: str) -> None:

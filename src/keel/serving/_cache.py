@@ -108,12 +108,15 @@ class PredictionCache(ABC):
 
     def status(self) -> dict[str, Any]:
         """What ``/readyz`` shows: backend, whether it is reachable, the last error, counters."""
+        looked_up = self.counters["hits"] + self.counters["misses"]
         return {
             "backend": self.backend,
             "reachable": True,
             "last_error": None,
             "ttl_seconds": self.ttl_seconds,
             **self.counters,
+            # A cache that (almost) never hits only costs: each miss pays a key and a store.
+            "hit_rate": round(self.counters["hits"] / looked_up, 4) if looked_up else None,
         }
 
     def _ttl(self, ttl_seconds: float | None) -> float:
