@@ -289,3 +289,16 @@ async def test_a_request_cancelled_while_its_key_is_asked_for_leaves_the_others_
 
     assert (await second).id == record.id
     assert first.cancelled()
+
+
+async def test_a_key_padded_past_the_remembered_length_is_checked_every_time(
+    workspace: Workspace,
+) -> None:
+    guard = Guard(KeyStore(workspace.store, "server", clock=FakeClock()), MemoryLimiter())
+    record, secret = workspace.keys.create("app", ["predict"])
+    padded = {b"authorization": f"Bearer {secret}{' ' * 300}".encode()}
+
+    answers = [await guard.check(padded, "predict") for _ in range(3)]
+
+    assert {key.id for key in answers} == {record.id}
+    assert guard._remembered == {}  # a client's padding never becomes memory the server holds

@@ -364,3 +364,17 @@ def test_an_integer_id_is_one_key_whether_sent_as_a_number_or_text(number: int) 
     assert as_number == routing_key({}, {"id": str(number)}, field="id")
     if abs(number) < 2**53:
         assert as_number == routing_key({}, {"id": float(number)}, field="id")
+
+
+def test_a_router_remembers_short_keys_only_and_answers_long_ones_the_same_every_time() -> None:
+    router = ArmRouter({"a": 90.0, "b": 10.0}, salt="churn")
+    fresh = ArmRouter({"a": 90.0, "b": 10.0}, salt="churn")
+    long_keys = [f"{n:0>300}" for n in range(200)]
+
+    first = [router.choose(key) for key in long_keys]
+    again = [router.choose(key) for key in long_keys]
+
+    assert first == again == [fresh.choose(key) for key in long_keys]
+    assert router._chosen == {}  # clients pick keys: 300-character ones are not kept
+    router.choose("customer-42")
+    assert list(router._chosen) == ["customer-42"]

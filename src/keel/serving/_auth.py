@@ -44,6 +44,9 @@ if TYPE_CHECKING:
 _CHALLENGE = [(b"www-authenticate", b'Bearer realm="keel"')]
 _REMEMBERED: Final = 10_000
 """Key headers remembered at most (then all are forgotten and remembered anew)."""
+_REMEMBERED_LENGTH: Final = 256
+"""Key headers longer than this (a secret is 70 characters) are checked each time, never
+remembered: padding a valid key with blanks must not turn into memory the server holds."""
 
 _Headers = tuple[bytes | None, bytes | None]
 """A request's raw ``Authorization`` and ``X-API-Key`` values (None: not sent)."""
@@ -131,7 +134,7 @@ class Guard:
                 ) from None
             return key
         key, until = hit
-        if until is not None:
+        if until is not None and sum(len(value or b"") for value in sent) <= _REMEMBERED_LENGTH:
             if len(self._remembered) >= _REMEMBERED:
                 self._remembered.clear()
             self._remembered[sent] = (key, until, generation)

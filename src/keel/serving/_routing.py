@@ -62,6 +62,9 @@ _HEADER_NAME = ROUTING_HEADER.encode()
 _REMEMBERED = 65_536
 """Keys whose arm a router keeps (then forgets them all and starts again: no LRU bookkeeping
 on the request path, and a bound on memory whatever the keys' cardinality)."""
+_REMEMBERED_LENGTH = 256
+"""Longer keys are chosen for each time, not kept: clients choose keys, so 65,536 of them of
+a header's full length must not become memory the server holds."""
 
 
 class ArmRouter:
@@ -165,9 +168,10 @@ class ArmRouter:
             score = -math.log(u) * inverse_weight
             if score < best_score:
                 best, best_score = index, score
-        if len(self._chosen) >= _REMEMBERED:
-            self._chosen.clear()
-        self._chosen[key] = best
+        if len(key) <= _REMEMBERED_LENGTH:
+            if len(self._chosen) >= _REMEMBERED:
+                self._chosen.clear()
+            self._chosen[key] = best
         return best
 
     def _draw(self) -> int:
