@@ -25,7 +25,9 @@ import argparse
 import asyncio
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -36,7 +38,7 @@ import pyarrow.parquet as pq
 from _common import machine
 from keel.data import profile
 from keel.monitoring import drift
-from keel.monitoring._log_window import read_window
+from keel.monitoring._log_window import LogWindow, read_window
 from keel.serving._predlog import (
     Compactor,
     LogReader,
@@ -44,6 +46,8 @@ from keel.serving._predlog import (
     PredictionLog,
     new_prediction_ids,
 )
+
+T = TypeVar("T")
 
 NUMERIC = [f"x{i}" for i in range(25)]
 TEXT = [f"s{i}" for i in range(5)]
@@ -91,9 +95,9 @@ async def write_log(directory: Path, frame: pd.DataFrame) -> float:
     return time.perf_counter() - started
 
 
-def timed(label: str, call: object) -> object:
+def timed(label: str, call: Callable[[], T]) -> T:
     started = time.perf_counter()
-    result = call()  # type: ignore[operator]
+    result = call()
     print(f"  {label:<58}{time.perf_counter() - started:>8.2f} s", flush=True)
     return result
 
@@ -114,7 +118,7 @@ def main() -> None:
         )
         reader = LogReader(directory)
 
-        def window() -> object:
+        def window() -> LogWindow:
             return read_window(reader, "bench", START, START + 3600, columns, classes=[0, 1])
 
         segments = sorted((directory / "segments").glob("predictions-*.log"))
@@ -135,13 +139,13 @@ def main() -> None:
             "baseline: pyarrow.parquet.read_table (inputs still JSON text)",
             lambda: pa.concat_tables([pq.read_table(path) for path in parts]),
         )
-        assert raw.rows == compacted.rows == args.rows, (raw.rows, compacted.rows)  # type: ignore[attr-defined]
+        assert raw.rows == compacted.rows == args.rows, (raw.rows, compacted.rows)
         reference = profile(traffic(args.rows, seed=2))
         report = timed(
             "drift(): the window's 30 inputs against a reference profile",
-            lambda: drift(reference, compacted.inputs),  # type: ignore[attr-defined]
+            lambda: drift(reference, compacted.inputs),
         )
-        print(f"  verdict: {report.verdict}")  # type: ignore[attr-defined]
+        print(f"  verdict: {report.verdict}")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,39 @@ pytestmark = pytest.mark.anyio
 
 ROW = {"age": 0.3, "income": 1.5}
 FRAME = pd.DataFrame({"age": [0.1, -1.2, 0.7, 1.5, -0.3], "income": [1, 0, 2, 1, 0.0]})
+
+
+@dataclass
+class Load:
+    """What eight clients posting back to back saw, in the order their answers came."""
+
+    statuses: list[int] = field(default_factory=list)
+    versions: list[int] = field(default_factory=list)
+    """The model version of each 200."""
+
+
+@asynccontextmanager
+async def under_load(client: httpx.AsyncClient) -> AsyncIterator[Load]:
+    """Eight clients predicting back to back for as long as the block runs (and 50 ms before
+    and after it)."""
+    seen = Load()
+    stop = asyncio.Event()
+
+    async def load() -> None:
+        while not stop.is_set():
+            response = await client.post("/v1/endpoints/churn/predict", json={"inputs": ROW})
+            seen.statuses.append(response.status_code)
+            if response.status_code == 200:
+                seen.versions.append(response.json()["model"]["version"])
+
+    clients = [asyncio.ensure_future(load()) for _ in range(8)]
+    await asyncio.sleep(0.05)
+    try:
+        yield seen
+        await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        await asyncio.gather(*clients)
 
 
 @pytest.fixture
@@ -68,26 +103,12 @@ async def test_a_new_revision_is_switched_to_without_failing_a_request(
 ) -> None:
     watcher = app.watcher
     assert watcher is not None
-    statuses: list[int] = []
-    versions: list[int] = []
-    stop = asyncio.Event()
+    async with under_load(client) as seen:
+        served.deployments.set("churn", model_uri="models:/churn/2", reason="new version")
+        await watcher.poll()  # loads version 2 in a thread while the clients keep asking
+    versions = seen.versions
 
-    async def load() -> None:
-        while not stop.is_set():
-            response = await client.post("/v1/endpoints/churn/predict", json={"inputs": ROW})
-            statuses.append(response.status_code)
-            if response.status_code == 200:
-                versions.append(response.json()["model"]["version"])
-
-    clients = [asyncio.ensure_future(load()) for _ in range(8)]
-    await asyncio.sleep(0.05)
-    served.deployments.set("churn", model_uri="models:/churn/2", reason="new version")
-    await watcher.poll()  # loads version 2 in a thread while the clients keep asking
-    await asyncio.sleep(0.05)
-    stop.set()
-    await asyncio.gather(*clients)
-
-    assert set(statuses) == {200}
+    assert set(seen.statuses) == {200}
     assert versions[0] == 1
     assert versions[-1] == 2
     assert versions == sorted(versions)  # never back to 1 once 2 answered
@@ -120,30 +141,16 @@ async def test_a_switch_and_a_rollback_under_load_fail_no_request(
 ) -> None:
     watcher = app.watcher
     assert watcher is not None
-    statuses: list[int] = []
-    versions: list[int] = []
-    stop = asyncio.Event()
+    async with under_load(client) as seen:
+        served.deployments.set("churn", model_uri="models:/churn/2", reason="new version")
+        await watcher.poll()
+        await asyncio.sleep(0.05)
+        answered_before_rollback = len(seen.versions)
+        served.deployments.rollback("churn", 1, reason="v2 regressed")
+        await watcher.poll()  # the kept runtime of version 1 comes back while clients ask
+    versions = seen.versions
 
-    async def load() -> None:
-        while not stop.is_set():
-            response = await client.post("/v1/endpoints/churn/predict", json={"inputs": ROW})
-            statuses.append(response.status_code)
-            if response.status_code == 200:
-                versions.append(response.json()["model"]["version"])
-
-    clients = [asyncio.ensure_future(load()) for _ in range(8)]
-    await asyncio.sleep(0.05)
-    served.deployments.set("churn", model_uri="models:/churn/2", reason="new version")
-    await watcher.poll()
-    await asyncio.sleep(0.05)
-    answered_before_rollback = len(versions)
-    served.deployments.rollback("churn", 1, reason="v2 regressed")
-    await watcher.poll()  # the kept runtime of version 1 comes back while clients ask
-    await asyncio.sleep(0.05)
-    stop.set()
-    await asyncio.gather(*clients)
-
-    assert set(statuses) == {200}
+    assert set(seen.statuses) == {200}
     changes = [v for i, v in enumerate(versions) if i == 0 or v != versions[i - 1]]
     assert changes == [1, 2, 1]  # each switch happened once, between two requests
     assert 2 in versions[:answered_before_rollback]

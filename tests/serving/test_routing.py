@@ -1,4 +1,4 @@
-"""ArmRouter and routing_key: sticky weighted assignment, its movement guarantees, key extraction.
+"""ArmRouter and routing keys: sticky weighted assignment, its movement guarantees, key extraction.
 
 Statistical checks use bounds with a stated false-alarm probability (``ALPHA``), taken from
 the chi-square and binomial distributions, not hand-picked tolerances. The keys are fixed, so
@@ -23,7 +23,7 @@ from scipy import stats
 
 from keel.errors import InvalidPolicy, KeelError
 from keel.serving._policy import Arm, PinnedModel
-from keel.serving._routing import ROUTING_HEADER, ArmRouter, routing_key
+from keel.serving._routing import ROUTING_HEADER, ArmRouter, key_of_field, routing_header
 
 ALPHA = 1e-6
 """False-alarm probability of each statistical bound on fixed inputs."""
@@ -304,34 +304,22 @@ def test_arms_that_cannot_route_are_refused(arms: Any, field: str) -> None:
     assert isinstance(caught.value, KeelError)
 
 
-# -- routing_key ------------------------------------------------------------------------------
+# -- routing keys from a request ---------------------------------------------------------------
 
 
-def test_the_header_wins_over_the_field() -> None:
-    record = {"customer_id": 7}
-    assert routing_key({"X-Keel-Routing-Key": "abc"}, record, field="customer_id") == "abc"
-    assert routing_key([(b"x-keel-routing-key", b" abc ")], record, field="customer_id") == "abc"
-    assert routing_key({}, record, field="customer_id") == "7"
-    assert routing_key({ROUTING_HEADER: ""}, record, field="customer_id") == "7"
+def test_the_header_is_stripped_and_an_empty_or_missing_one_is_no_key() -> None:
+    assert routing_header({ROUTING_HEADER.encode(): b" abc "}) == "abc"
+    assert routing_header({ROUTING_HEADER.encode(): b"  "}) is None
+    assert routing_header({b"x-user": b"u-1"}) is None
 
 
-def test_the_header_can_be_renamed_or_turned_off() -> None:
-    headers = [(b"x-user", b"u-1"), (b"x-keel-routing-key", b"k-1")]
-    assert routing_key(headers, None) == "k-1"
-    assert routing_key(headers, None, header="X-User") == "u-1"
-    assert routing_key(headers, {"id": 3}, header=None, field="id") == "3"
-    assert routing_key(headers, None, header=None) is None
-
-
-def test_without_a_header_or_a_field_there_is_no_key() -> None:
-    assert routing_key({}, {"customer_id": 7}) is None
-    assert routing_key({}, {"other": 7}, field="customer_id") is None
-    assert routing_key([], None, field="customer_id") is None
+def test_a_record_without_the_field_has_no_key() -> None:
+    assert key_of_field({"other": 7}, "customer_id") is None
 
 
 def test_header_bytes_decode_as_utf8_else_latin1() -> None:
-    assert routing_key([(b"x-keel-routing-key", "é".encode())], None) == "é"
-    assert routing_key([(b"x-keel-routing-key", b"\xff")], None) == "ÿ"
+    assert routing_header({ROUTING_HEADER.encode(): "é".encode()}) == "é"
+    assert routing_header({ROUTING_HEADER.encode(): b"\xff"}) == "ÿ"
 
 
 @pytest.mark.parametrize(
@@ -355,15 +343,15 @@ def test_header_bytes_decode_as_utf8_else_latin1() -> None:
     ids=repr,
 )
 def test_field_values_become_canonical_text(value: Any, key: str | None) -> None:
-    assert routing_key({}, {"id": value}, field="id") == key
+    assert key_of_field({"id": value}, "id") == key
 
 
 @given(st.integers())
 def test_an_integer_id_is_one_key_whether_sent_as_a_number_or_text(number: int) -> None:
-    as_number = routing_key({}, {"id": number}, field="id")
-    assert as_number == routing_key({}, {"id": str(number)}, field="id")
+    as_number = key_of_field({"id": number}, "id")
+    assert as_number == key_of_field({"id": str(number)}, "id")
     if abs(number) < 2**53:
-        assert as_number == routing_key({}, {"id": float(number)}, field="id")
+        assert as_number == key_of_field({"id": float(number)}, "id")
 
 
 def test_a_router_remembers_short_keys_only_and_answers_long_ones_the_same_every_time() -> None:

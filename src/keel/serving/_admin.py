@@ -41,8 +41,6 @@ import asyncio
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import orjson
-
 from keel.errors import (
     DeploymentError,
     EndpointNotFound,
@@ -52,15 +50,14 @@ from keel.errors import (
     NotFoundError,
 )
 from keel.serving._dataplane import Problem
+from keel.serving._http import Request, Response, ok
 
 if TYPE_CHECKING:
-    from keel.serving._app import ServingApp, _Request
+    from keel.serving._app import ServingApp
     from keel.serving._deployments import DeploymentStore, Endpoint, Revision
 
-_Response = tuple[int, bytes, bytes]
 _T = TypeVar("_T")
 
-_JSON = b"application/json"
 ADMIN_DISABLED = (
     "the admin routes need API keys and this server runs with auth off: start it with "
     '[serving] auth = "on" (or KEEL_SERVING__AUTH=on) and send a key with the admin scope '
@@ -68,20 +65,20 @@ ADMIN_DISABLED = (
 )
 
 
-async def list_endpoints(app: ServingApp, request: _Request) -> _Response:
+async def list_endpoints(app: ServingApp, request: Request) -> Response:
     deployments = _deployments(app)
     endpoints = await _call(deployments.list)
     served = [endpoint for endpoint in endpoints if endpoint.name in app.dataplane.runtimes]
-    return _json({"endpoints": [_endpoint(app, endpoint) for endpoint in served]})
+    return ok({"endpoints": [_endpoint(app, endpoint) for endpoint in served]})
 
 
-async def show_endpoint(app: ServingApp, request: _Request) -> _Response:
+async def show_endpoint(app: ServingApp, request: Request) -> Response:
     deployments = _deployments(app)
     name = _served(app, request)
-    return _json(_endpoint(app, await _call(deployments.get, name)))
+    return ok(_endpoint(app, await _call(deployments.get, name)))
 
 
-async def rollback(app: ServingApp, request: _Request) -> _Response:
+async def rollback(app: ServingApp, request: Request) -> Response:
     deployments = _deployments(app)
     name = _served(app, request)
     body = _body(request, optional=True)
@@ -99,7 +96,7 @@ async def rollback(app: ServingApp, request: _Request) -> _Response:
     return await _change(deployments, name, change, "to_revision")
 
 
-async def set_arms(app: ServingApp, request: _Request) -> _Response:
+async def set_arms(app: ServingApp, request: Request) -> Response:
     deployments = _deployments(app)
     name = _served(app, request)
     body = _body(request, optional=False)
@@ -128,7 +125,7 @@ def _deployments(app: ServingApp) -> DeploymentStore:
     return app.deployments
 
 
-def _served(app: ServingApp, request: _Request) -> str:
+def _served(app: ServingApp, request: Request) -> str:
     name = request.params[0]
     if name not in app.dataplane.runtimes:
         served = ", ".join(sorted(app.dataplane.runtimes)) or "none"
@@ -141,7 +138,7 @@ def _served(app: ServingApp, request: _Request) -> str:
     return name
 
 
-def _actor(request: _Request) -> str:
+def _actor(request: Request) -> str:
     assert request.key is not None  # admin routes answer only with auth on, after the guard
     return request.key.actor
 
@@ -153,7 +150,7 @@ def _endpoint(app: ServingApp, endpoint: Endpoint) -> dict[str, Any]:
 
 async def _change(
     deployments: DeploymentStore, name: str, change: Callable[[], Revision], field: str
-) -> _Response:
+) -> Response:
     """Run ``change`` in a thread; its answer, or the Problem its refusal is."""
 
     def run() -> tuple[int, Revision]:
@@ -168,7 +165,7 @@ async def _change(
         raise Problem(409, "deployment_refused", str(error)) from None
     except (NotFoundError, InvalidModelURI) as error:  # a model or revision the body names
         raise _invalid([_problem(field, str(error))]) from None
-    return _json({"changed": revision.number != before, "revision": revision.to_dict()})
+    return ok({"changed": revision.number != before, "revision": revision.to_dict()})
 
 
 async def _call(function: Callable[..., _T], *args: Any) -> _T:
@@ -183,7 +180,7 @@ async def _call(function: Callable[..., _T], *args: Any) -> _T:
         ) from None
 
 
-def _body(request: _Request, *, optional: bool) -> dict[str, Any]:
+def _body(request: Request, *, optional: bool) -> dict[str, Any]:
     if optional and not request.body.strip():
         return {}
     body = request.json()
@@ -274,7 +271,3 @@ def _kind(value: Any) -> str:
     if isinstance(value, str):
         return f"the text {value!r}"
     return "a list" if isinstance(value, list) else "an object"
-
-
-def _json(body: Any, status: int = 200) -> _Response:
-    return status, orjson.dumps(body), _JSON

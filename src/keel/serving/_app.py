@@ -27,7 +27,6 @@ in-process tests whose client does not speak lifespan call them directly.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -40,6 +39,16 @@ from keel.serving._auth import Guard
 from keel.serving._cache import PredictionCache
 from keel.serving._dataplane import Dataplane, Problem
 from keel.serving._docs_page import docs_page
+from keel.serving._http import (
+    JSON,
+    Receive,
+    Request,
+    Response,
+    Scope,
+    Send,
+    ok,
+    read_body,
+)
 from keel.serving._live import RevisionWatcher
 from keel.serving._metrics import CONTENT_TYPE
 from keel.serving._predlog import Compactor
@@ -48,60 +57,10 @@ from keel.serving._runtime import EndpointRuntime
 
 if TYPE_CHECKING:
     from keel.serving._deployments import DeploymentStore
-    from keel.serving._keys import KeyRecord
 
 logger = logging.getLogger(__name__)
 
-Scope = dict[str, Any]
-Message = dict[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-
-
-class _Request:
-    """What a handler gets: the path parameters and the raw body; it names the endpoint and
-    model version it served so the request is counted under them. ``key`` is the API key the
-    request was authenticated with (None on an open route, or with auth off)."""
-
-    __slots__ = ("api", "body", "endpoint", "headers", "key", "params", "version")
-
-    def __init__(
-        self,
-        params: list[str],
-        body: bytes,
-        headers: dict[bytes, bytes] | None = None,
-        key: KeyRecord | None = None,
-    ) -> None:
-        self.params = params
-        self.body = body
-        self.headers = headers or {}
-        self.key = key
-        self.api = "other"
-        self.endpoint = ""
-        self.version = ""
-
-    def json(self) -> Any:
-        try:
-            return orjson.loads(self.body)
-        except orjson.JSONDecodeError as error:
-            # orjson keeps to RFC 8259; Python's json (and clients built on it) also write NaN
-            # and Infinity, which the signature then accepts or refuses field by field.
-            try:
-                return json.loads(self.body)
-            except (ValueError, UnicodeDecodeError):
-                raise Problem(
-                    400, "malformed_json", f"the body is not valid JSON: {error}"
-                ) from None
-
-
-_Response = tuple[int, bytes, bytes]
-Handler = Callable[["ServingApp", _Request], Awaitable[_Response]]
-
-_JSON = b"application/json"
-
-
-def _ok(body: Any, status: int = 200) -> _Response:
-    return status, orjson.dumps(body), _JSON
+Handler = Callable[["ServingApp", Request], Awaitable[Response]]
 
 
 class ServingApp:
@@ -239,7 +198,7 @@ class ServingApp:
         started = time.perf_counter()
         metrics = self.metrics
         metrics.in_flight.inc()
-        request: _Request | None = None
+        request: Request | None = None
         allow: list[tuple[bytes, bytes]] = []
         try:
             try:
@@ -251,11 +210,11 @@ class ServingApp:
                 key = None
                 if self.guard is not None and needed is not None:  # before reading the body
                     key = await self.guard.check(headers, needed)
-                body = await self._body(headers, receive)
-                request = _Request(params, body, headers, key)
+                body = await read_body(headers, receive, self.max_request_bytes)
+                request = Request(params, body, headers, key)
                 status, payload, content_type = await handler(self, request)
             except Problem as problem:
-                status, payload, content_type = problem.status, orjson.dumps(problem.body()), _JSON
+                status, payload, content_type = problem.status, orjson.dumps(problem.body()), JSON
                 metrics.error(request.endpoint if request else "", problem.code)
                 if isinstance(problem, _NotAllowed):
                     allow.append((b"allow", problem.allow.encode()))
@@ -263,7 +222,7 @@ class ServingApp:
             except Exception as error:  # a bug: answer, log, and keep the worker serving
                 logger.exception("unexpected error on %s %s", scope["method"], scope["path"])
                 body_ = {"error": f"internal error: {type(error).__name__}", "code": "internal"}
-                status, payload, content_type = 500, orjson.dumps(body_), _JSON
+                status, payload, content_type = 500, orjson.dumps(body_), JSON
                 metrics.error(request.endpoint if request else "", "internal")
             await send(
                 {
@@ -308,33 +267,6 @@ class ServingApp:
             raise _NotAllowed(method, path, sorted(methods))
         return handler, params
 
-    async def _body(self, headers: dict[bytes, bytes], receive: Receive) -> bytes:
-        limit = self.max_request_bytes
-        declared = headers.get(b"content-length")
-        if declared is not None:
-            try:
-                length = int(declared)
-            except ValueError:
-                raise Problem(400, "bad_request", "Content-Length is not a number") from None
-            if length > limit:
-                raise _too_large(length, limit)
-        message = await receive()
-        body: bytes = message.get("body", b"")
-        if not message.get("more_body", False):
-            if len(body) > limit:
-                raise _too_large(len(body), limit)
-            return body
-        chunks = [body]
-        size = len(body)
-        while message.get("more_body", False):
-            message = await receive()
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                raise _too_large(size, limit)
-            chunks.append(chunk)
-        return b"".join(chunks)
-
 
 class _NotAllowed(Problem):
     """405, naming the methods the path takes (also its ``Allow`` header, as RFC 9110 asks)."""
@@ -346,69 +278,63 @@ class _NotAllowed(Problem):
         )
 
 
-def _too_large(size: int, limit: int) -> Problem:
-    return Problem(
-        413, "payload_too_large", f"the body has {size} bytes, more than the limit of {limit}"
-    )
-
-
 # -- handlers -------------------------------------------------------------------------------------
 
 
-async def _healthz(app: ServingApp, request: _Request) -> _Response:
-    return _ok({"status": "alive"})
+async def _healthz(app: ServingApp, request: Request) -> Response:
+    return ok({"status": "alive"})
 
 
-async def _readyz(app: ServingApp, request: _Request) -> _Response:
+async def _readyz(app: ServingApp, request: Request) -> Response:
     ready, detail = app.dataplane.readiness()
     if app.watcher is not None:
         detail["revisions"] = app.watcher.status()
     if app.guard is not None:  # keys answered from memory, or limits kept per process
         detail["api_keys"] = app.guard.keys.status()
         detail["ratelimit"] = app.guard.limiter.status()
-    return _ok(detail, 200 if ready else 503)
+    return ok(detail, 200 if ready else 503)
 
 
-async def _metrics(app: ServingApp, request: _Request) -> _Response:
+async def _metrics(app: ServingApp, request: Request) -> Response:
     # Off the event loop: merging every worker's metric files takes milliseconds (measured:
     # ~4 ms a worker), the request path's budget for a whole prediction.
     body = await asyncio.to_thread(app.metrics.exposition)
     return 200, body, CONTENT_TYPE.encode()
 
 
-async def _predict(app: ServingApp, request: _Request) -> _Response:
+async def _predict(app: ServingApp, request: Request) -> Response:
     runtime = _runtime(app, request, "v1")
     key = routing_header(request.headers) if runtime.router is not None else None
-    return _ok(await _native.predict(app.dataplane, runtime, request.json(), key))
+    return ok(await _native.predict(app.dataplane, runtime, request.json(), key))
 
 
-async def _feedback(app: ServingApp, request: _Request) -> _Response:
+async def _feedback(app: ServingApp, request: Request) -> Response:
     runtime = _runtime(app, request, "v1")
-    return _ok(await _native.feedback(app.dataplane, runtime, request.json()))
+    return ok(await _native.feedback(app.dataplane, runtime, request.json()))
 
 
-async def _v2_live(app: ServingApp, request: _Request) -> _Response:
-    return _ok({"live": True})
+async def _v2_live(app: ServingApp, request: Request) -> Response:
+    return ok({"live": True})
 
 
-async def _v2_ready(app: ServingApp, request: _Request) -> _Response:
+async def _v2_ready(app: ServingApp, request: Request) -> Response:
     ready, _ = app.dataplane.readiness()
-    return _ok({"ready": ready}, 200 if ready else 400)
+    return ok({"ready": ready}, 200 if ready else 400)
 
 
-async def _v2_metadata(app: ServingApp, request: _Request) -> _Response:
+async def _v2_metadata(app: ServingApp, request: Request) -> Response:
     runtime = _runtime(app, request, "v2")
     _v2.check_version(runtime, _version(request))
-    return _ok(_v2.metadata(runtime))
+    return ok(_v2.metadata(runtime))
 
 
-async def _v2_model_ready(app: ServingApp, request: _Request) -> _Response:
+async def _v2_model_ready(app: ServingApp, request: Request) -> Response:
     runtime = _runtime(app, request, "v2")
     _v2.check_version(runtime, _version(request))
-    return _ok({"name": runtime.name, "ready": runtime.ready}, 200 if runtime.ready else 400)
+    return ok({"name": runtime.name, "ready": runtime.ready}, 200 if runtime.ready else 400)
 
 
-async def _v2_infer(app: ServingApp, request: _Request) -> _Response:
+async def _v2_infer(app: ServingApp, request: Request) -> Response:
     runtime = _runtime(app, request, "v2")
     try:
         payload = request.json()
@@ -416,14 +342,14 @@ async def _v2_infer(app: ServingApp, request: _Request) -> _Response:
         problem.status = 400
         raise
     key = routing_header(request.headers) if runtime.router is not None else None
-    return _ok(await _v2.infer(app.dataplane, runtime, payload, _version(request), key))
+    return ok(await _v2.infer(app.dataplane, runtime, payload, _version(request), key))
 
 
-async def _openapi_json(app: ServingApp, request: _Request) -> _Response:
-    return 200, _documents(app)[0], _JSON
+async def _openapi_json(app: ServingApp, request: Request) -> Response:
+    return 200, _documents(app)[0], JSON
 
 
-async def _docs(app: ServingApp, request: _Request) -> _Response:
+async def _docs(app: ServingApp, request: Request) -> Response:
     return 200, _documents(app)[1], b"text/html; charset=utf-8"
 
 
@@ -445,7 +371,7 @@ def _documents(app: ServingApp) -> tuple[bytes, bytes]:
     return built
 
 
-def _runtime(app: ServingApp, request: _Request, api: str) -> Any:
+def _runtime(app: ServingApp, request: Request, api: str) -> Any:
     request.api = api
     if api == "v2":
         runtime = app.dataplane.runtimes.get(request.params[0])
@@ -458,7 +384,7 @@ def _runtime(app: ServingApp, request: _Request, api: str) -> Any:
     return runtime
 
 
-def _version(request: _Request) -> str | None:
+def _version(request: Request) -> str | None:
     return request.params[1] if len(request.params) > 1 else None
 
 

@@ -60,9 +60,6 @@ class PredictionCache(ABC):
     :attr:`counters` (``hits + misses + bypassed`` = rows looked up) for :meth:`status`."""
 
     backend: str
-    in_process: bool = False
-    """True when the cache never does I/O (:class:`MemoryCache`): the request path then calls
-    :meth:`lookup` and :meth:`store` for a one-record request, without a coroutine."""
 
     def __init__(self, ttl_seconds: float) -> None:
         if not ttl_seconds > 0:
@@ -94,17 +91,6 @@ class PredictionCache(ABC):
     @abstractmethod
     async def close(self) -> None:
         """Release connections and background tasks (at server shutdown, on the same loop)."""
-
-    def lookup(self, key: bytes) -> CachedAnswer | None:
-        """:meth:`get_many` of one key, without I/O: only for a cache that is ``in_process``."""
-        raise NotImplementedError(f"the {self.backend} cache is looked up with get_many")
-
-    def store(
-        self, key: bytes, prediction: Any, probabilities: dict[str, float] | None, inputs: Any
-    ) -> None:
-        """:meth:`set_many` of one answer (a :class:`CachedAnswer`'s fields), without I/O: only
-        for a cache that is ``in_process``."""
-        raise NotImplementedError(f"the {self.backend} cache is written with set_many")
 
     def status(self) -> dict[str, Any]:
         """What ``/readyz`` shows: backend, whether it is reachable, the last error, counters."""
@@ -148,7 +134,6 @@ class MemoryCache(PredictionCache):
     """
 
     backend = "memory"
-    in_process = True
 
     def __init__(
         self,
@@ -168,6 +153,8 @@ class MemoryCache(PredictionCache):
         return len(self._entries)
 
     def lookup(self, key: bytes) -> CachedAnswer | None:
+        """:meth:`get_many` of one key, without a coroutine (the request path's one-record
+        case: this cache never does I/O)."""
         entry = self._entries.get(key)
         if entry is not None:
             if entry[0] > self._clock():
@@ -181,6 +168,8 @@ class MemoryCache(PredictionCache):
     def store(
         self, key: bytes, prediction: Any, probabilities: dict[str, float] | None, inputs: Any
     ) -> None:
+        """:meth:`set_many` of one answer (a :class:`CachedAnswer`'s fields), without a
+        coroutine."""
         self._put(key, prediction, probabilities, inputs, self._clock() + self.ttl_seconds)
 
     async def get_many(self, keys: Sequence[bytes]) -> list[CachedAnswer | None]:

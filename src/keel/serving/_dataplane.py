@@ -18,7 +18,7 @@ from typing import Any
 
 from keel.errors import EndpointNotFound, FeatureStoreError
 from keel.serving._batching import BatcherClosed, Overloaded
-from keel.serving._cache import CachedAnswer, PredictionCache
+from keel.serving._cache import CachedAnswer, MemoryCache, PredictionCache
 from keel.serving._cache_keys import CacheKeys
 from keel.serving._features import MissingFeatures, OnDemandFailed
 from keel.serving._metrics import ServingMetrics
@@ -170,7 +170,7 @@ class Dataplane:
         hits: list[bool] | None = None
         cache = self.cache
         if runtime.policy.cache and cache is not None and runtime.cache_keys is not None:
-            if len(records) == 1 and cache.in_process:
+            if len(records) == 1 and isinstance(cache, MemoryCache):
                 results, hits = await self._cached_one(runtime, records, cache, runtime.cache_keys)
             else:
                 results, hits = await self._cached(runtime, records, cache, runtime.cache_keys)
@@ -245,10 +245,10 @@ class Dataplane:
         self,
         runtime: EndpointRuntime,
         records: list[Record],
-        cache: PredictionCache,
+        cache: MemoryCache,
         keys_of: CacheKeys,
     ) -> tuple[list[RowResult], list[bool]]:
-        """:meth:`_cached` for the usual online request, one record and an in-process cache:
+        """:meth:`_cached` for the usual online request, one record and the in-process cache:
         the same steps without a coroutine or a list per step (a miss is the request path's
         worst case for the cache, paid on every request that brings a record never seen)."""
         key = keys_of.key(records[0])

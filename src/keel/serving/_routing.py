@@ -1,10 +1,11 @@
 """Sticky weighted traffic assignment: which arm of a revision's split answers a request.
 
 A request that carries a routing key (a header, or a field of the record: see
-:func:`routing_key`) always lands on the same arm: in every process, after every restart and
-whatever ``PYTHONHASHSEED`` is, because the assignment is a pure function of the key, the arms'
-identities and their weights, computed with blake2b (never Python's randomised ``hash()``).
-A request without a key is split by weight at random, independently per request.
+:func:`routing_header` and :func:`key_of_field`) always lands on the same arm: in every
+process, after every restart and whatever ``PYTHONHASHSEED`` is, because the assignment is a
+pure function of the key, the arms' identities and their weights, computed with blake2b
+(never Python's randomised ``hash()``). A request without a key is split by weight at random,
+independently per request.
 
 The assignment is *weighted rendezvous hashing* in its exponential-race form: for a key ``k``
 and an arm ``i`` of normalised weight ``p_i``, ``u_i = blake2b(k, arm i)`` mapped into (0, 1)
@@ -47,7 +48,7 @@ import json
 import math
 import numbers
 import random
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from keel.errors import InvalidPolicy
@@ -190,45 +191,13 @@ def _keyed_state(salt: str, arm_id: str) -> hashlib.blake2b:
     return hashlib.blake2b(digest_size=8, key=secret, person=_PERSON)
 
 
-Headers = Mapping[str, str] | Iterable[tuple[bytes, bytes]]
-"""Request headers: a mapping of names to values, or an ASGI scope's raw ``(name, value)``
-pairs (names lower-case bytes)."""
-
-
-def routing_key(
-    headers: Headers,
-    record: Mapping[str, Any] | None,
-    *,
-    header: str | None = ROUTING_HEADER,
-    field: str | None = None,
-) -> str | None:
-    """The routing key of a request: the ``header`` if present, else ``record[field]``, else None.
-
-        routing_key(scope["headers"], record, field="customer_id")
-
-    The header wins over the field, and an empty value counts as absent (so clients that send
-    an empty header are split at random rather than all sent to one arm). A header value is
-    decoded as UTF-8 (Latin-1 if it is not valid UTF-8) and stripped of surrounding blanks.
-
-    A field value becomes its canonical text, so one customer gets one arm however a client
-    typed its id: a string is itself; an integer, or a float with an integral value, is its
-    decimal digits (``7``, ``7.0`` and ``"7"`` are one key); another finite float is its
-    shortest round-trip text (``7.5``); a boolean is ``true`` / ``false``; a list or object is
-    its compact JSON with sorted keys. ``None``, NaN and infinities are no key.
-    """
-    if header:
-        value = _header(headers, header)
-        if value:
-            return value
-    if field is None or record is None:
-        return None
-    return key_of_field(record, field)
-
-
 def routing_header(headers: Mapping[bytes, bytes]) -> str | None:
-    """The routing key of a request's ``X-Keel-Routing-Key`` header, from the ASGI headers as a
-    dictionary (names lower-case, as ASGI gives them): the request path's one lookup. Decoded
-    and stripped as :func:`routing_key` does; an empty value is no key."""
+    """The routing key a request's ``X-Keel-Routing-Key`` header gives, from its ASGI headers
+    as a dictionary (names lower-case, as ASGI gives them). The value is decoded as UTF-8
+    (Latin-1 if it is not valid UTF-8) and stripped of surrounding blanks; an empty value is no
+    key, so clients that send an empty header are split at random rather than all sent to one
+    arm. A request's header wins over the endpoint's ``routing_field`` (the dataplane asks
+    :func:`key_of_field` only without one)."""
     raw = headers.get(_HEADER_NAME)
     if raw is None:
         return None
@@ -239,31 +208,13 @@ def routing_header(headers: Mapping[bytes, bytes]) -> str | None:
 
 
 def key_of_field(record: Mapping[str, Any], field: str) -> str | None:
-    """The routing key ``record[field]`` gives (its canonical text, see :func:`routing_key`)."""
+    """The routing key ``record[field]`` gives: its canonical text, so one customer gets one
+    arm however a client typed its id. A string is itself; an integer, or a float with an
+    integral value, is its decimal digits (``7``, ``7.0`` and ``"7"`` are one key); another
+    finite float is its shortest round-trip text (``7.5``); a boolean is ``true`` / ``false``;
+    a list or object is its compact JSON with sorted keys. ``None``, NaN, infinities and the
+    empty string are no key."""
     return _canonical(record.get(field))
-
-
-def _header(headers: Headers, name: str) -> str | None:
-    lowered = name.lower()
-    if isinstance(headers, Mapping):
-        # Case-insensitive mappings (Starlette's Headers) answer directly; a plain dict may
-        # hold the name in any case.
-        value = headers.get(name)
-        if value is None:
-            value = next((v for k, v in headers.items() if k.lower() == lowered), None)
-        return None if value is None else str(value).strip()
-    wanted = lowered.encode("latin-1")
-    for raw_name, raw_value in headers:
-        if raw_name.lower() == wanted:
-            return _decoded(raw_value).strip()
-    return None
-
-
-def _decoded(raw: bytes) -> str:
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return raw.decode("latin-1")
 
 
 def _canonical(value: Any) -> str | None:
